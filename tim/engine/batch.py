@@ -1,0 +1,157 @@
+"""Batch building: the packed inputs of one forward, as pure data.
+
+Every worker in a step contributes the last ``n`` tokens of its view: tokens whose K/V this
+forward writes (new decode/forced tokens, or retained tokens being re-encoded). Workers that
+share leading spans sit next to each other so their queries form one cascade group::
+
+    tokens:   | w0 w0 w0 | w1 | w2 |  w3 w3 |        (w1, w2 share a prefix: one group)
+    groups:   [  lone    ][ cascade ][ lone ]
+    logits:          ^      ^    ^        ^         (last token of each worker that samples)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from tim.cache import View, group_by_prefix
+
+__all__ = ["WorkerInput", "AttentionGroup", "Batch", "build_batch"]
+
+
+@dataclass(frozen=True)
+class WorkerInput:
+    """What one worker feeds this step.
+
+    ``token_ids`` and ``position_ids`` are the last ``len(token_ids)`` tokens of ``view``,
+    already appended (their slots reserved). ``wants_logits`` is False when the step only
+    writes K/V (a fork flush or a re-encode with nothing to sample after it).
+    """
+
+    view: View
+    token_ids: tuple[int, ...]
+    position_ids: tuple[int, ...]
+    wants_logits: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.token_ids or len(self.token_ids) != len(self.position_ids):
+            raise ValueError(
+                f"a worker input needs >= 1 token and one position per token, got "
+                f"{len(self.token_ids)} tokens and {len(self.position_ids)} positions"
+            )
+        if len(self.token_ids) > self.view.num_tokens:
+            raise ValueError(f"{len(self.token_ids)} tokens but the view holds {self.view.num_tokens}")
+
+
+@dataclass(frozen=True)
+class AttentionGroup:
+    """A run of consecutive batch tokens attended together.
+
+    ``prefix_slots`` is empty for plain varlen attention; otherwise it is the prefix every
+    member shares and ``kv_slots`` holds each member's suffix only.
+    """
+
+    token_start: int
+    token_end: int
+    cu_seqlens_q: torch.Tensor  # (M + 1,) int32, relative to token_start
+    prefix_slots: torch.Tensor  # (L_prefix,) int64
+    kv_slots: torch.Tensor  # (sum of member KV lengths,) int64
+    cu_seqlens_k: torch.Tensor  # (M + 1,) int32
+    max_seqlen_q: int
+    max_seqlen_k: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    input_ids: torch.Tensor  # (T,) int64
+    position_ids: torch.Tensor  # (T,) int64
+    write_slots: torch.Tensor  # (T,) int64: where each token's K/V goes
+    groups: tuple[AttentionGroup, ...]
+    logits_indices: torch.Tensor  # (B_logits,) int64: batch token index of each sampling worker
+    order: tuple[int, ...]  # order[i] = index into the inputs of the i-th worker laid out
+    sampling: tuple[int, ...]  # indices into the inputs of workers with logits, in logits order
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.input_ids.numel())
+
+
+def build_batch(
+    inputs: Sequence[WorkerInput], *, cascade: bool = True, min_prefix_len: int = 64
+) -> Batch:
+    """Pack ``inputs`` into one batch; group workers that share a prefix when ``cascade``.
+
+    A cascade group needs every member to decode a single token: a member with several query
+    tokens would need its own causal mask over the prefix boundary, which the plain path has.
+    """
+    if not inputs:
+        raise ValueError("build_batch needs at least one worker input")
+    views = [inp.view for inp in inputs]
+    if cascade:
+        decoding = [i for i, inp in enumerate(inputs) if len(inp.token_ids) == 1]
+        grouped = group_by_prefix([views[i] for i in decoding], min_prefix_len=min_prefix_len)
+        cascades = [[decoding[m] for m in g.members] for g in grouped if len(g.members) > 1]
+        cascade_prefixes = [g for g in grouped if len(g.members) > 1]
+    else:
+        cascades, cascade_prefixes = [], []
+    in_cascade = {i for members in cascades for i in members}
+    lone = [i for i in range(len(inputs)) if i not in in_cascade]
+
+    order: list[int] = []
+    groups: list[AttentionGroup] = []
+    token_start = 0
+    plans = [(lone, None)] if lone else []
+    plans += list(zip(cascades, cascade_prefixes, strict=True))
+    for members, prefix in plans:
+        q_lens = [len(inputs[i].token_ids) for i in members]
+        if prefix is None:
+            kv = [views[i].slot_mapping() for i in members]
+            prefix_slots = torch.empty(0, dtype=torch.int64)
+        else:
+            kv = list(prefix.suffix_slots)
+            prefix_slots = prefix.prefix_slots
+        k_lens = [int(s.numel()) for s in kv]
+        token_end = token_start + sum(q_lens)
+        groups.append(
+            AttentionGroup(
+                token_start=token_start,
+                token_end=token_end,
+                cu_seqlens_q=_cumsum(q_lens),
+                prefix_slots=prefix_slots,
+                kv_slots=torch.cat(kv) if kv else torch.empty(0, dtype=torch.int64),
+                cu_seqlens_k=_cumsum(k_lens),
+                max_seqlen_q=max(q_lens),
+                max_seqlen_k=max(k_lens),
+            )
+        )
+        order.extend(members)
+        token_start = token_end
+
+    laid_out = [inputs[i] for i in order]
+    input_ids = torch.tensor([t for inp in laid_out for t in inp.token_ids], dtype=torch.int64)
+    position_ids = torch.tensor(
+        [p for inp in laid_out for p in inp.position_ids], dtype=torch.int64
+    )
+    write_slots = torch.cat(
+        [inp.view.slot_mapping()[-len(inp.token_ids) :] for inp in laid_out]
+    )
+    ends = torch.cumsum(torch.tensor([len(inp.token_ids) for inp in laid_out]), 0) - 1
+    sampling = [order[i] for i, inp in enumerate(laid_out) if inp.wants_logits]
+    logits_rows = [i for i, inp in enumerate(laid_out) if inp.wants_logits]
+    return Batch(
+        input_ids=input_ids,
+        position_ids=position_ids,
+        write_slots=write_slots,
+        groups=tuple(groups),
+        logits_indices=ends[logits_rows].to(torch.int64),
+        order=tuple(order),
+        sampling=tuple(sampling),
+    )
+
+
+def _cumsum(lengths: list[int]) -> torch.Tensor:
+    out = torch.zeros(len(lengths) + 1, dtype=torch.int32)
+    out[1:] = torch.cumsum(torch.tensor(lengths, dtype=torch.int32), 0)
+    return out

@@ -1,0 +1,69 @@
+"""Engine configuration: one frozen dataclass, validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tim.cache import PositionPolicy
+from tim.pruning import get_rule
+from tim.tree import get_format
+
+__all__ = ["EngineConfig"]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How a tree is decoded.
+
+    Parameters
+    ----------
+    format : str
+        ``"thread2"`` (one inline stream, siblings in sequence) or ``"parallel"`` (siblings
+        fork into concurrent workers).
+    max_workers : int
+        Most streams decoding at once; extra children wait their turn.
+    pruning : str
+        A rule spec for :func:`tim.pruning.get_rule`: ``"none"``, ``"buffer:1"``, ...
+    positions : str
+        ``"shift"``, ``"reencode"`` or ``"keep"`` (what happens to positions after an eviction).
+    max_new_tokens : int
+        Generated (sampled) tokens over all streams before the run stops.
+    kv_budget_tokens : int
+        KV slots in the page pool; exhausting it raises ``KVBudgetError``.
+    page_size : int
+        Slots per page (1 keeps the CPU store exact to the token).
+    prefill_chunk : int
+        Most forced or re-encoded tokens one stream feeds in one step.
+    cascade : bool
+        Attend a shared prefix once for all sibling queries (cascade attention).
+
+    Examples
+    --------
+    >>> EngineConfig(format="parallel", max_workers=4).max_workers
+    4
+    >>> EngineConfig(positions="sideways")
+    Traceback (most recent call last):
+    ...
+    ValueError: position policy must be one of 'shift', 'reencode', 'keep', got 'sideways'
+    """
+
+    format: str = "parallel"
+    max_workers: int = 8
+    pruning: str = "buffer:1"
+    positions: str = "shift"
+    max_new_tokens: int = 1024
+    kv_budget_tokens: int = 32768
+    page_size: int = 1
+    prefill_chunk: int = 512
+    cascade: bool = True
+    cascade_min_prefix: int = 64
+
+    def __post_init__(self) -> None:
+        get_format(self.format)  # ValueError quoting an unknown name
+        get_rule(self.pruning)
+        PositionPolicy.parse(self.positions)
+        for name in ("max_workers", "max_new_tokens", "kv_budget_tokens", "page_size",
+                     "prefill_chunk"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")

@@ -1,0 +1,465 @@
+"""The step loop: schedule -> run -> sample -> parse -> handle events -> prune -> free."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from typing import Any
+
+import torch
+
+from tim.cache import CacheConfig, KVStore, PositionPolicy, num_pages_for_tokens
+from tim.engine.batch import WorkerInput, build_batch
+from tim.engine.choosers import Chooser, SamplingChooser
+from tim.engine.config import EngineConfig
+from tim.engine.detok import Detokenizer
+from tim.engine.record import EvictionRecord, ForkRecord, RunRecord, StreamRecord
+from tim.engine.runner import ModelRunner
+from tim.engine.sampler import SamplingParams, stream_generator
+from tim.engine.stream import ListAnchors, Stream, StreamStatus
+from tim.errors import TimError
+from tim.models.spec import check_supported, inspect_model
+from tim.pruning import PruneTracker, get_rule
+from tim.pruning.state import TaskStatus as PruneStatus
+from tim.tree import EventKind, Path, get_format
+
+__all__ = ["Engine", "ToolCaller"]
+
+ToolCaller = Callable[[str, dict], Any]  # (tool name, parameters) -> JSON-serialisable result
+
+
+class Engine:
+    """Decodes one task tree per :meth:`run` on a Hugging Face causal LM.
+
+    Parameters
+    ----------
+    model, tokenizer
+        A transformers causal LM (any architecture whose attention goes through the
+        attention-function registry, with RoPE) and its tokenizer.
+    config : EngineConfig
+    call_tool : callable, optional
+        ``(name, parameters) -> result``; runs in a thread pool while other streams decode.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        config: EngineConfig,
+        *,
+        call_tool: ToolCaller | None = None,
+        tool_timeout_s: float = 30.0,
+    ) -> None:
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.spec = inspect_model(model)
+        forks_concurrently = get_format(config.format).forks and config.max_workers > 1
+        check_supported(self.spec, positions="shift" if forks_concurrently else config.positions)
+        self.format = get_format(config.format)
+        self.call_tool = call_tool
+        self.tool_timeout_s = tool_timeout_s
+        self.policy = PositionPolicy.parse(config.positions)
+
+    # ------------------------------------------------------------------ the loop
+    def run(
+        self,
+        prompt_ids: Sequence[int],
+        *,
+        sampling: SamplingParams | None = None,
+        chooser: Chooser | None = None,
+        on_step: Callable[[RunRecord], None] | None = None,
+    ) -> RunRecord:
+        """Decode a tree after ``prompt_ids``; always frees every page, even on error."""
+        run = _Run(self, list(prompt_ids), chooser or SamplingChooser(sampling or SamplingParams()))
+        start = time.perf_counter()
+        try:
+            while not run.finished:
+                run.step()
+                if on_step is not None:
+                    on_step(run.record)
+        finally:
+            run.close()
+            run.record.wall_time_s = time.perf_counter() - start
+        return run.record
+
+
+class _Run:
+    """State of one run. The engine's config and model are shared; everything here is not."""
+
+    def __init__(self, engine: Engine, prompt_ids: list[int], chooser: Chooser) -> None:
+        cfg = engine.config
+        self.engine, self.cfg, self.fmt, self.chooser = engine, cfg, engine.format, chooser
+        spec = engine.spec
+        self.store = KVStore(
+            CacheConfig(
+                num_layers=spec.num_layers,
+                num_kv_heads=spec.num_kv_heads,
+                head_dim=spec.head_dim,
+                num_pages=num_pages_for_tokens(cfg.kv_budget_tokens, cfg.page_size),
+                page_size=cfg.page_size,
+                position_policy=cfg.positions,
+                dtype=spec.dtype,
+                device=spec.device,
+            ),
+            rope_inv_freq=spec.inv_freq,
+        )
+        self.runner = ModelRunner(engine.model, self.store)
+        self.cascade = cfg.cascade and not any(spec.sliding_window or ())
+        self.tracker = PruneTracker(get_rule(cfg.pruning))
+        self.record = RunRecord(cfg.format, cfg.pruning, cfg.positions, prompt_ids)
+        self.streams: dict[Path, Stream] = {}
+        self.waiting: list[Stream] = []  # queued children, first come first served
+        self.task_ids: dict[Path, int] = {}
+        self.list_ids: dict[Path, int] = {}
+        self.anchors: dict[int, ListAnchors] = {}  # list id -> anchor spans
+        self.owner_of_list: dict[int, Path] = {}
+        self.tools = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tim-tool")
+        self.finished = False
+        self.num_processed = 0
+        if not prompt_ids:
+            raise ValueError("prompt_ids is empty: a run needs at least one prompt token")
+        root = self._new_stream((), view=self.store.new_view())
+        self.store.append(root.view, range(len(prompt_ids)), token_ids=prompt_ids, label="prompt")
+        self.store.seal(root.view)
+        root.num_recompute = len(prompt_ids)  # the prompt is "re-encoded" from nothing
+        self.record.num_prefilled += len(prompt_ids)
+        self.tracker.add_view(root.view.view_id)
+
+    # ------------------------------------------------------------------ one step
+    def step(self) -> None:
+        self._collect_tools()
+        self._start_waiting_children()
+        scheduled = self._schedule()
+        if not scheduled:
+            self._wait_or_stop()
+            return
+        batch = build_batch(
+            [inp for _, inp in scheduled], cascade=self.cascade,
+            min_prefix_len=self.cfg.cascade_min_prefix,
+        )
+        logits = self.runner.run(batch)  # (B_logits, V)
+        streams = [scheduled[i][0] for i in batch.sampling]
+        if streams:
+            for stream, (token, logprob) in zip(streams, self.chooser.choose(streams, logits),
+                                                strict=True):
+                self._take_sampled(stream, token, logprob)
+        self._after_flushes([s for s, _ in scheduled])
+        self._prune()
+        self._note_step(batch.num_tokens, len(scheduled))
+
+    def _schedule(self) -> list[tuple[Stream, WorkerInput]]:
+        scheduled = []
+        for stream in self.streams.values():
+            if stream.status not in (StreamStatus.RUNNING, StreamStatus.FLUSHING):
+                continue
+            if not stream.queue and not stream.num_recompute:
+                continue
+            scheduled.append((stream, self._feed(stream)))
+        return scheduled
+
+    def _feed(self, stream: Stream) -> WorkerInput:
+        """Append the stream's queued tokens to its view; return the step's input."""
+        view = stream.view
+        take = stream.queue[: self.cfg.prefill_chunk]
+        del stream.queue[: len(take)]
+        closes = [path for kind, path in stream.anchor_requests if kind == "close"]
+        if closes and take:
+            self.store.seal(view)  # the ']' token starts a fresh span: the list ends before it
+        first_new = view.num_tokens
+        if take:
+            start = view.next_position
+            positions = range(start, start + len(take))
+            self.store.append(view, positions, token_ids=take, label="stream")
+            stream.record.position_ids.extend(positions)
+        for kind, path in stream.anchor_requests:
+            anchors = self.anchors[self.list_ids[path]]
+            if kind == "open":
+                self.store.seal(view)
+                anchors.before = view.spans[-1]
+            elif take:
+                anchors.after = view.spans[view.locate(first_new).span_index]
+                self.tracker.close_list(self.list_ids[path])
+        stream.anchor_requests = [r for r in stream.anchor_requests if r[0] == "close" and not take]
+        n = len(take) + stream.num_recompute
+        self.record.num_reencoded += stream.num_recompute if stream.record.token_ids else 0
+        stream.num_recompute = 0
+        if len(take) > 1:
+            self.record.num_prefilled += len(take) - 1
+        wants_logits = stream.status is StreamStatus.RUNNING and not stream.queue
+        return WorkerInput(
+            view=view,
+            token_ids=tuple(view.token_ids()[-n:].tolist()),
+            position_ids=tuple(view.position_ids()[-n:].tolist()),
+            wants_logits=wants_logits,
+        )
+
+    # ------------------------------------------------------------------ tokens -> events
+    def _take_sampled(self, stream: Stream, token: int, logprob: float) -> None:
+        rec = stream.record
+        rec.token_ids.append(token)
+        rec.forced.append(False)
+        rec.logprobs.append(logprob)
+        stream.queue.append(token)
+        self.record.num_generated += 1
+        self._read(stream, stream.detok.push(token))
+
+    def _force(self, stream: Stream, text: str) -> None:
+        """Queue ``text`` as forced tokens and let the parser read it."""
+        ids = self.engine.tokenizer.encode(text, add_special_tokens=False)
+        for token in ids:
+            stream.record.token_ids.append(token)
+            stream.record.forced.append(True)
+            stream.record.logprobs.append(None)
+            stream.queue.append(token)
+            self._read(stream, stream.detok.push(token))
+        self.record.num_forced += len(ids)
+
+    def _read(self, stream: Stream, text: str) -> None:
+        stream.record.text = stream.detok.text
+        if not text or stream.status is StreamStatus.FAILED:
+            return
+        for event in stream.parser.feed(text):
+            stream.events.append(event)
+            self._handle(stream, event)
+
+    def _handle(self, stream: Stream, event) -> None:
+        kind, path = event.kind, event.path
+        if kind is EventKind.TASK_OPENED:
+            parent_list = self.list_ids.get(path[:-1]) if len(path) > 1 else None
+            self.task_ids[path] = self.tracker.open_task(parent_list=parent_list)
+        elif kind is EventKind.SUBTASKS_OPENED and path:
+            list_id = self.tracker.open_list(self.task_ids[path], view=stream.view.view_id)
+            self.list_ids[path] = list_id
+            self.anchors[list_id] = ListAnchors()
+            self.owner_of_list[list_id] = path
+            if not self.fmt.forks:
+                stream.anchor_requests.append(("open", path))
+        elif kind is EventKind.PLAN_ITEM:
+            stream.plan.append(event.value)
+        elif kind is EventKind.SUBTASKS_CLOSED and self.fmt.forks and path == stream.path:
+            stream.fork_offset = event.offset
+            stream.status = StreamStatus.FLUSHING
+            if path:
+                stream.anchor_requests.append(("open", path))
+        elif kind is EventKind.SUBTASKS_CLOSED and path:
+            stream.anchor_requests.append(("close", path))
+        elif kind is EventKind.TASK_CLOSED:
+            self.tracker.finish_task(self.task_ids[path])
+            if self.fmt.forks and path == stream.path:
+                stream.status = StreamStatus.FLUSHING
+        elif kind is EventKind.TOOLUSE_READY:
+            stream.status = StreamStatus.WAITING_TOOL
+            stream.tool_offset = event.offset
+            stream.tool_future = self._submit_tool(event.tool_name, event.value)
+        elif kind is EventKind.DOCUMENT_CLOSED and not path:
+            stream.status = StreamStatus.DONE
+            self.finished = True
+        elif kind is EventKind.MALFORMED:
+            self._fail(stream, f"malformed output at offset {event.offset}: expected "
+                               f"{event.expected}, found {event.value}")
+
+    def _fail(self, stream: Stream, message: str) -> None:
+        stream.fail(message)
+        if not stream.path:
+            self.record.error = stream.record.error
+            self.finished = True
+
+    # ------------------------------------------------------------------ fork / join
+    def _after_flushes(self, fed: list[Stream]) -> None:
+        for stream in fed:
+            if stream.status is not StreamStatus.FLUSHING or stream.queue:
+                continue
+            if stream.plan and stream.num_joined == 0 and not stream.children:
+                self._fork(stream)
+            else:
+                stream.status = StreamStatus.DONE
+                self._try_join(self.streams[stream.path[:-1]])
+
+    def _fork(self, parent: Stream) -> None:
+        parent.status = StreamStatus.WAITING_CHILDREN
+        for i, title in enumerate(parent.plan):
+            child = self._new_stream((*parent.path, i), title=title, status=StreamStatus.QUEUED)
+            parent.children.append(child)
+            self.waiting.append(child)
+        self.record.forks.append(
+            ForkRecord(self.record.num_steps, parent.path, tuple(c.path for c in parent.children))
+        )
+        self._start_waiting_children()
+
+    def _start_waiting_children(self) -> None:
+        while self.waiting and self._num_active() < self.cfg.max_workers:
+            child = self.waiting.pop(0)
+            parent = self.streams[child.path[:-1]]
+            child.view = self.store.fork(parent.view)
+            child.record.parent_tokens = parent.view.num_tokens
+            self.tracker.fork(parent.view.view_id, child.view.view_id)
+            child.status = StreamStatus.RUNNING
+            self._force(child, self.fmt.child_header(child.title))
+
+    def _try_join(self, parent: Stream) -> None:
+        """Join finished children in plan order; after the last, the parent resumes."""
+        while parent.num_joined < len(parent.children):
+            child = parent.children[parent.num_joined]
+            if child.status is StreamStatus.DONE:
+                self._join(parent, child)
+            elif child.status is StreamStatus.FAILED:
+                self.tracker.drop_view(child.view.view_id)
+                self.store.drop(child.view)
+                if child.path in self.task_ids:
+                    self._finish_failed_task(child.path)
+            else:
+                return
+            parent.num_joined += 1
+        extra = parent.detok.text[parent.fork_offset:]  # text the fork token carried past ']'
+        join_text = self.fmt.join_text(parent.depth)
+        if not join_text.startswith(extra):
+            self._fail(parent, f"unexpected text {extra!r} after the plan's ']'")
+            return
+        parent.status = StreamStatus.RUNNING
+        if parent.path:
+            parent.anchor_requests.append(("close", parent.path))
+        self._force(parent, join_text[len(extra):])
+
+    def _join(self, parent: Stream, child: Stream) -> None:
+        view = parent.view
+        old_len, next_position = view.num_tokens, view.next_position
+        first_own = child.record.parent_tokens
+        child_first_position = int(child.view.position_ids()[first_own]) if len(child.view) > first_own else next_position
+        self.tracker.join(child.view.view_id, view.view_id)
+        self.store.join(view, child.view)
+        delta = next_position - child_first_position
+        if delta and view.num_tokens > old_len:
+            # siblings decoded concurrently start at the same position: lay them end to end
+            self.store.shift(view, old_len, delta)
+
+    def _finish_failed_task(self, path: Path) -> None:
+        try:
+            self.tracker.finish_task(self.task_ids[path], PruneStatus.FAILED)
+        except ValueError:
+            pass  # already finished, or items of its list still run: they fail on their own
+
+    # ------------------------------------------------------------------ tools
+    def _submit_tool(self, name: str, params: dict) -> Future:
+        call = self.engine.call_tool
+        if call is None:
+            future: Future = Future()
+            future.set_result({"error": f"no tool runner: tool {name!r} was not called"})
+            return future
+        return self.tools.submit(call, name, params)
+
+    def _collect_tools(self) -> None:
+        for stream in self.streams.values():
+            if stream.status is StreamStatus.WAITING_TOOL and stream.tool_future.done():
+                self._finish_tool(stream, stream.tool_future)
+
+    def _finish_tool(self, stream: Stream, future: Future) -> None:
+        try:
+            result = future.result(timeout=0)
+            result_json = json.dumps(result, ensure_ascii=False)
+        except Exception as exc:  # the tool raised or returned something JSON cannot hold
+            result_json = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+        stream.tool_future = None
+        text = self.fmt.tool_result_text(result_json)
+        extra = stream.detok.text[stream.tool_offset:]
+        stream.status = StreamStatus.RUNNING
+        if not text.startswith(extra):
+            self._fail(stream, f"unexpected text {extra!r} after the tool parameters")
+            return
+        self._force(stream, text[len(extra):])
+
+    def _wait_or_stop(self) -> None:
+        pending = [s for s in self.streams.values() if s.status is StreamStatus.WAITING_TOOL]
+        if pending:
+            done, _ = wait_futures([s.tool_future for s in pending], timeout=self.engine.tool_timeout_s,
+                                   return_when="FIRST_COMPLETED")
+            if not done:  # every pending tool timed out
+                for stream in pending:
+                    stream.tool_future.cancel()
+                    timeout = Future()
+                    timeout.set_exception(TimeoutError(f"tool timed out after {self.engine.tool_timeout_s} s"))
+                    self._finish_tool(stream, timeout)
+            return
+        if not self.finished:
+            self.record.error = self.record.error or "the run stalled: no stream can make progress"
+            self.finished = True
+
+    # ------------------------------------------------------------------ pruning
+    def _prune(self) -> None:
+        for plan in self.tracker.prune():
+            stream = self._stream_of_view(plan.view)
+            for list_id in plan.now:
+                self._evict_list(stream, list_id)
+
+    def _evict_list(self, stream: Stream, list_id: int) -> None:
+        anchors, view = self.anchors[list_id], stream.view
+        if anchors.before is None or anchors.after is None:
+            return
+        start = view.span_start(anchors.before) + len(anchors.before)
+        end = view.span_start(anchors.after)
+        if end <= start:
+            return
+        result = self.store.evict(view, start, end)
+        if result.reencode is not None:
+            stream.num_recompute = max(stream.num_recompute, view.num_tokens - start)
+        self.record.num_evicted += result.num_evicted
+        self.record.evictions.append(
+            EvictionRecord(
+                step=self.record.num_steps,
+                stream=stream.path,
+                list_owner=self.owner_of_list[list_id],
+                num_tokens=result.num_evicted,
+                num_freed_pages=result.num_freed_pages,
+                num_moved=result.num_moved,
+                deferred=result.deferred,
+            )
+        )
+
+    def _stream_of_view(self, view_id: int) -> Stream:
+        for stream in self.streams.values():
+            if stream.view is not None and stream.view.is_alive and stream.view.view_id == view_id:
+                return stream
+        raise AssertionError(f"no live stream holds view {view_id}")
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _new_stream(self, path: Path, *, view=None, title=None,
+                    status: StreamStatus = StreamStatus.RUNNING) -> Stream:
+        stream = Stream(
+            path=path,
+            parser=self.fmt.parser(path) if self.fmt.forks else self.fmt.parser(),
+            detok=Detokenizer(self.engine.tokenizer),
+            record=StreamRecord(path),
+            rng=stream_generator(self.chooser.seed, repr(path)),
+            status=status,
+            view=view,
+            title=title,
+        )
+        self.streams[path] = stream
+        self.record.streams[path] = stream.record
+        return stream
+
+    def _num_active(self) -> int:
+        return sum(1 for s in self.streams.values() if s.is_active)
+
+    def _note_step(self, num_tokens: int, num_streams: int) -> None:
+        rec = self.record
+        rec.num_steps += 1
+        self.num_processed += num_tokens
+        rec.max_concurrency = max(rec.max_concurrency, num_streams)
+        rec.peak_live_tokens = max(rec.peak_live_tokens, self.store.num_live_tokens)
+        rec.max_position = max(rec.max_position, self.store.peak_position or 0)
+        rec.timeline.append((rec.num_steps, self.num_processed, self.store.num_live_tokens,
+                             num_streams))
+        if rec.num_generated >= self.cfg.max_new_tokens and not self.finished:
+            rec.error = f"max_new_tokens={self.cfg.max_new_tokens} reached before the answer"
+            self.finished = True
+
+    def close(self) -> None:
+        """Free every view and check the store: no page leaks, whatever happened."""
+        self.tools.shutdown(wait=False, cancel_futures=True)
+        for view in list(self.store.views):
+            self.store.drop(view)
+        self.store.check_integrity()
+        if self.store.pool.num_free_pages != self.store.pool.num_pages:
+            raise TimError("page leak: pages still in use after every view was dropped")
