@@ -1,1 +1,34 @@
-"""(placeholder: filled in by its issue)"""
+"""Pruning rules: which finished subtask lists leave the KV cache (pure Python, no torch).
+
+- :mod:`tim.pruning.state`: frozen snapshots (:class:`PruneState`) of tasks, lists, views.
+- :mod:`tim.pruning.rules`: the :class:`Rule` protocol, ``none`` and ``buffer:k``, and
+  :func:`get_rule` for spec strings.
+- :mod:`tim.pruning.plan`: :func:`plan_evictions`, which checks a rule's choice and defers
+  lists that several views share.
+- :mod:`tim.pruning.tracker`: :class:`PruneTracker`, the stateful shell the engine drives.
+
+See ``docs/pruning.md`` for the rule and a picture of which tokens survive.
+"""
+
+from tim.pruning.plan import EvictionPlan, plan_evictions, split_selection
+from tim.pruning.rules import BufferRule, NoPruning, Rule, get_rule
+from tim.pruning.state import ListId, ListInfo, PruneState, TaskId, TaskInfo, TaskStatus, ViewId
+from tim.pruning.tracker import PruneTracker
+
+__all__ = [
+    "BufferRule",
+    "EvictionPlan",
+    "ListId",
+    "ListInfo",
+    "NoPruning",
+    "PruneState",
+    "PruneTracker",
+    "Rule",
+    "TaskId",
+    "TaskInfo",
+    "TaskStatus",
+    "ViewId",
+    "get_rule",
+    "plan_evictions",
+    "split_selection",
+]

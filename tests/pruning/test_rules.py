@@ -1,0 +1,150 @@
+"""Rules: spec parsing, validation, and what `none` and `buffer:k` select."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tim.pruning import (
+    BufferRule,
+    ListInfo,
+    NoPruning,
+    PruneState,
+    Rule,
+    TaskInfo,
+    TaskStatus,
+    get_rule,
+)
+
+EXPECTED_MESSAGE = "expected 'none' or 'buffer:K' with K >= 0 or 'buffer:inf'"
+
+
+@pytest.mark.parametrize(
+    ("spec", "rule"),
+    [
+        ("none", NoPruning()),
+        ("buffer:0", BufferRule(0)),
+        ("buffer:1", BufferRule(1)),
+        ("buffer:2", BufferRule(2)),
+        ("buffer:64", BufferRule(64)),
+        ("buffer:inf", BufferRule(math.inf)),
+    ],
+)
+def test_get_rule_parses_good_specs(spec: str, rule: object) -> None:
+    assert get_rule(spec) == rule
+    assert get_rule(spec).spec == spec
+    assert isinstance(get_rule(spec), Rule)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "bufer:1",
+        "buffer:-1",
+        "buffer:",
+        "buffer",
+        "buffer:1.5",
+        "buffer:1e3",
+        "Buffer:1",
+        "NONE",
+        " none",
+        "buffer:inf ",
+        "buffer: 1",
+        "buffer:\u0661",  # ARABIC-INDIC DIGIT ONE: a digit, but not an ASCII one
+        "buffer:1:2",
+        "buffer:infinity",
+        "",
+        None,
+        1,
+        BufferRule(1),
+    ],
+)
+def test_get_rule_rejects_bad_specs_quoting_them(spec: object) -> None:
+    with pytest.raises(ValueError) as info:
+        get_rule(spec)  # type: ignore[arg-type]
+    assert str(info.value) == f"invalid pruning rule {spec!r}: {EXPECTED_MESSAGE}"
+
+
+def _accepted(spec: str) -> bool:
+    number = spec.removeprefix("buffer:")
+    if spec in ("none", "buffer:inf"):
+        return True
+    return spec.startswith("buffer:") and number.isascii() and number.isdigit()
+
+
+@given(st.one_of(st.text(max_size=12), st.from_regex(r"buffer:[0-9a-z:. -]{0,5}", fullmatch=True)))
+def test_get_rule_accepts_exactly_the_grammar(spec: str) -> None:
+    if _accepted(spec):
+        rule = get_rule(spec)
+        expected = NoPruning() if spec == "none" else None
+        if spec.startswith("buffer:"):
+            number = spec.removeprefix("buffer:")
+            expected = BufferRule(math.inf if number == "inf" else int(number))
+        assert rule == expected
+    else:
+        with pytest.raises(ValueError, match="invalid pruning rule"):
+            get_rule(spec)
+
+
+@pytest.mark.parametrize("k", [-1, 1.5, True, "1", float("nan"), -math.inf, None])
+def test_buffer_rule_rejects_bad_sizes(k: object) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"got {k!r}")):
+        BufferRule(k)  # type: ignore[arg-type]
+
+
+def test_rules_are_frozen() -> None:
+    rule = BufferRule(1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rule.k = 2  # type: ignore[misc]
+
+
+@st.composite
+def flat_states(draw):
+    """Top-level lists in views {0, 1}; some open, some completed in a random order."""
+    num_lists = draw(st.integers(0, 8))
+    done = draw(st.lists(st.booleans(), min_size=num_lists, max_size=num_lists))
+    order = draw(st.permutations(range(num_lists)))
+    holders = [
+        draw(st.sampled_from([frozenset({0}), frozenset({1}), frozenset({0, 1})]))
+        for _ in range(num_lists)
+    ]
+    tasks = {
+        i: TaskInfo(i, None, TaskStatus.DONE if done[i] else TaskStatus.RUNNING)
+        for i in range(num_lists)
+    }
+    lists = {
+        i: ListInfo(
+            id=i,
+            owner=i,
+            parent=None,
+            completion=order[i] if done[i] else None,
+            holders=holders[i],
+        )
+        for i in range(num_lists)
+    }
+    return PruneState(tasks=tasks, lists=lists, views=frozenset({0, 1}))
+
+
+@given(flat_states(), st.integers(0, 10))
+def test_buffer_selects_all_but_the_newest_k_completed_lists_of_the_view(state, k) -> None:
+    for view in (0, 1):
+        stack = [
+            i
+            for i in range(len(state.lists))
+            if state.lists[i].completion is not None and view in state.lists[i].holders
+        ]
+        stack.sort(key=lambda i: state.lists[i].completion)
+        expected = stack[: max(0, len(stack) - k)]
+        assert list(BufferRule(k).select(state, view)) == expected
+
+
+@given(flat_states())
+def test_none_and_buffer_inf_select_nothing(state) -> None:
+    for view in (0, 1):
+        assert list(NoPruning().select(state, view)) == []
+        assert list(BufferRule(math.inf).select(state, view)) == []

@@ -1,0 +1,33 @@
+"""The :class:`Format` protocol that both formats implement."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from tim.tree.stream import StreamParser
+from tim.tree.task import Path, TaskTree
+from tim.tree.toolspec import ToolSpec
+
+__all__ = ["Format"]
+
+
+class Format(Protocol):
+    """What the engine needs from a format. ``forks`` says whether plans fork streams;
+    a forking format also has ``child_header(title)`` and ``join_text(depth)``."""
+
+    name: str
+    forks: bool
+
+    def instructions(self, tools: Sequence[ToolSpec] = ()) -> str: ...
+
+    def grammar(self, *, max_depth: int, max_fanout: int, tools: Sequence[ToolSpec] = (),
+                depth: int = 0) -> str: ...
+
+    def parser(self, path: Path = ()) -> StreamParser: ...
+
+    def tool_result_text(self, result_json: str) -> str: ...
+
+    def render(self, tree: TaskTree) -> Any: ...
+
+    def parse(self, rendered: Any) -> TaskTree: ...
