@@ -17,8 +17,10 @@ __all__ = ["Chooser", "SamplingChooser", "TokenReplay", "TextReplay"]
 class Chooser(Protocol):
     seed: int
 
-    def choose(self, streams: Sequence[Any], logits: torch.Tensor) -> list[tuple[int, float]]:
-        """One ``(token id, raw model log-probability)`` per stream; ``logits`` is (B, V)."""
+    def choose(self, streams: Sequence[Any], logits: torch.Tensor,
+               bitmask: torch.Tensor | None = None) -> list[tuple[int, float]]:
+        """One ``(token id, raw model log-probability)`` per stream; ``logits`` is (B, V);
+        ``bitmask`` (B, ceil(V / 32)) int32 holds each stream's grammar mask, if any."""
         ...
 
 
@@ -29,8 +31,9 @@ class SamplingChooser:
         self.params = params
         self.seed = params.seed
 
-    def choose(self, streams: Sequence[Any], logits: torch.Tensor) -> list[tuple[int, float]]:
-        out = sample(logits, self.params, [s.rng for s in streams])
+    def choose(self, streams: Sequence[Any], logits: torch.Tensor,
+               bitmask: torch.Tensor | None = None) -> list[tuple[int, float]]:
+        out = sample(logits, self.params, [s.rng for s in streams], bitmask)
         return list(zip(out.token_ids.tolist(), out.logprobs.tolist(), strict=True))
 
 
@@ -59,7 +62,8 @@ class TokenReplay:
             for path, s in record.streams.items()
         })
 
-    def choose(self, streams: Sequence[Any], logits: torch.Tensor) -> list[tuple[int, float]]:
+    def choose(self, streams: Sequence[Any], logits: torch.Tensor,
+               bitmask: torch.Tensor | None = None) -> list[tuple[int, float]]:
         tokens = []
         for stream in streams:
             recorded = self._tokens.get(stream.path)
@@ -85,7 +89,8 @@ class TextReplay:
     def __init__(self, texts: Mapping[Path, str], tokenizer: Any, *, window: int = 256) -> None:
         self.texts, self.tokenizer, self.window = dict(texts), tokenizer, window
 
-    def choose(self, streams: Sequence[Any], logits: torch.Tensor) -> list[tuple[int, float]]:
+    def choose(self, streams: Sequence[Any], logits: torch.Tensor,
+               bitmask: torch.Tensor | None = None) -> list[tuple[int, float]]:
         tokens = [self._next_token(stream) for stream in streams]
         return list(zip(tokens, _raw_logprobs(logits, tokens), strict=True))
 

@@ -36,6 +36,14 @@ class EngineConfig:
         Most forced or re-encoded tokens one stream feeds in one step.
     cascade : bool
         Attend a shared prefix once for all sibling queries (cascade attention).
+    cascade_min_prefix : int
+        Shortest shared prefix (tokens) worth a cascade pass.
+    structure : str
+        ``"grammar"``: every stream decodes under its format's llguidance grammar.
+        ``"free"``: no mask; the parser still tracks structure and malformed output ends
+        that stream with a located error.
+    max_depth, max_fanout : int
+        Limits the grammar enforces on the tree.
 
     Examples
     --------
@@ -57,12 +65,17 @@ class EngineConfig:
     prefill_chunk: int = 512
     cascade: bool = True
     cascade_min_prefix: int = 64
+    structure: str = "grammar"
+    max_depth: int = 4
+    max_fanout: int = 6
 
     def __post_init__(self) -> None:
         get_format(self.format)  # ValueError quoting an unknown name
         get_rule(self.pruning)
         PositionPolicy.parse(self.positions)
-        for name in ("max_workers", "max_new_tokens", "kv_budget_tokens", "page_size",
+        if self.structure not in ("grammar", "free"):
+            raise ValueError(f"structure must be 'grammar' or 'free', got {self.structure!r}")
+        for name in ("max_depth", "max_fanout", "max_workers", "max_new_tokens", "kv_budget_tokens", "page_size",
                      "prefill_chunk"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

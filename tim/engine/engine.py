@@ -15,6 +15,7 @@ from tim.cache import CacheConfig, KVStore, PositionPolicy, num_pages_for_tokens
 from tim.engine.batch import WorkerInput, build_batch
 from tim.engine.choosers import Chooser, SamplingChooser
 from tim.engine.config import EngineConfig
+from tim.engine.constraint import GrammarSet
 from tim.engine.detok import Detokenizer
 from tim.engine.record import EvictionRecord, ForkRecord, RunRecord, StreamRecord
 from tim.engine.runner import ModelRunner
@@ -24,7 +25,7 @@ from tim.errors import TimError
 from tim.models.spec import check_supported, inspect_model
 from tim.pruning import PruneTracker, get_rule
 from tim.pruning.state import TaskStatus as PruneStatus
-from tim.tree import EventKind, Path, get_format
+from tim.tree import EventKind, Path, ToolSpec, get_format
 
 __all__ = ["Engine", "ToolCaller"]
 
@@ -42,6 +43,8 @@ class Engine:
     config : EngineConfig
     call_tool : callable, optional
         ``(name, parameters) -> result``; runs in a thread pool while other streams decode.
+    tools : sequence of ToolSpec
+        The tools the grammar allows (names and parameter schemas).
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class Engine:
         config: EngineConfig,
         *,
         call_tool: ToolCaller | None = None,
+        tools: Sequence[ToolSpec] = (),
         tool_timeout_s: float = 30.0,
     ) -> None:
         self.model, self.tokenizer, self.config = model, tokenizer, config
@@ -61,6 +65,11 @@ class Engine:
         self.call_tool = call_tool
         self.tool_timeout_s = tool_timeout_s
         self.policy = PositionPolicy.parse(config.positions)
+        self.grammars = None
+        if config.structure == "grammar":
+            self.grammars = GrammarSet(self.format, tokenizer, max_depth=config.max_depth,
+                                       max_fanout=config.max_fanout, tools=tools,
+                                       vocab_size=self.spec.vocab_size)
 
     # ------------------------------------------------------------------ the loop
     def run(
@@ -72,7 +81,8 @@ class Engine:
         on_step: Callable[[RunRecord], None] | None = None,
     ) -> RunRecord:
         """Decode a tree after ``prompt_ids``; always frees every page, even on error."""
-        run = _Run(self, list(prompt_ids), chooser or SamplingChooser(sampling or SamplingParams()))
+        run = _Run(self, list(prompt_ids), chooser or SamplingChooser(sampling or SamplingParams()),
+                   constrained=chooser is None)
         start = time.perf_counter()
         try:
             while not run.finished:
@@ -88,8 +98,10 @@ class Engine:
 class _Run:
     """State of one run. The engine's config and model are shared; everything here is not."""
 
-    def __init__(self, engine: Engine, prompt_ids: list[int], chooser: Chooser) -> None:
+    def __init__(self, engine: Engine, prompt_ids: list[int], chooser: Chooser,
+                 *, constrained: bool) -> None:
         cfg = engine.config
+        self.grammars = engine.grammars if constrained else None  # replays follow their record
         self.engine, self.cfg, self.fmt, self.chooser = engine, cfg, engine.format, chooser
         spec = engine.spec
         self.store = KVStore(
@@ -106,7 +118,8 @@ class _Run:
             rope_inv_freq=spec.inv_freq,
         )
         self.runner = ModelRunner(engine.model, self.store)
-        self.cascade = cfg.cascade and not any(spec.sliding_window or ())
+        windowed = any(spec.layer_sliding_window(i) for i in range(spec.num_layers))
+        self.cascade = cfg.cascade and not windowed  # a window needs each whole view
         self.tracker = PruneTracker(get_rule(cfg.pruning))
         self.record = RunRecord(cfg.format, cfg.pruning, cfg.positions, prompt_ids)
         self.streams: dict[Path, Stream] = {}
@@ -142,8 +155,9 @@ class _Run:
         logits = self.runner.run(batch)  # (B_logits, V)
         streams = [scheduled[i][0] for i in batch.sampling]
         if streams:
-            for stream, (token, logprob) in zip(streams, self.chooser.choose(streams, logits),
-                                                strict=True):
+            bitmask = self._masks(streams)
+            picked = self.chooser.choose(streams, logits, bitmask)
+            for stream, (token, logprob) in zip(streams, picked, strict=True):
                 self._take_sampled(stream, token, logprob)
         self._after_flushes([s for s, _ in scheduled])
         self._prune()
@@ -196,7 +210,19 @@ class _Run:
         )
 
     # ------------------------------------------------------------------ tokens -> events
+    def _masks(self, streams: list[Stream]) -> torch.Tensor | None:
+        if self.grammars is None:
+            return None
+        bitmask = self.grammars.new_bitmask(len(streams))
+        for row, stream in enumerate(streams):
+            stream.grammar.fill_mask(bitmask, row)
+        return bitmask
+
     def _take_sampled(self, stream: Stream, token: int, logprob: float) -> None:
+        if stream.grammar is not None and not stream.grammar.consume([token]):
+            self._fail(stream, f"the grammar rejected sampled token {token}: "
+                               f"{stream.grammar.error}")
+            return
         rec = stream.record
         rec.token_ids.append(token)
         rec.forced.append(False)
@@ -208,6 +234,10 @@ class _Run:
     def _force(self, stream: Stream, text: str) -> None:
         """Queue ``text`` as forced tokens and let the parser read it."""
         ids = self.engine.tokenizer.encode(text, add_special_tokens=False)
+        if stream.grammar is not None and not stream.grammar.consume(ids):
+            self._fail(stream, f"the grammar rejected forced text {text!r}: "
+                               f"{stream.grammar.error}")
+            return
         for token in ids:
             stream.record.token_ids.append(token)
             stream.record.forced.append(True)
@@ -261,10 +291,15 @@ class _Run:
                                f"{event.expected}, found {event.value}")
 
     def _fail(self, stream: Stream, message: str) -> None:
+        """End one stream with a located error; the rest of the tree goes on."""
         stream.fail(message)
         if not stream.path:
             self.record.error = stream.record.error
             self.finished = True
+            return
+        parent = self.streams[stream.path[:-1]]
+        if parent.status is StreamStatus.WAITING_CHILDREN:
+            self._try_join(parent)
 
     # ------------------------------------------------------------------ fork / join
     def _after_flushes(self, fed: list[Stream]) -> None:
@@ -434,6 +469,7 @@ class _Run:
             status=status,
             view=view,
             title=title,
+            grammar=self.grammars.for_stream(len(path)) if self.grammars else None,
         )
         self.streams[path] = stream
         self.record.streams[path] = stream.record

@@ -58,6 +58,7 @@ class Stream:
     anchor_requests: list[tuple[str, Path]] = field(default_factory=list)
     tool_future: Any = None
     tool_offset: int = 0  # text offset just after the tool parameters' '}'
+    grammar: Any = None  # StreamGrammar, or None when decoding free
 
     @property
     def depth(self) -> int:

@@ -1,0 +1,127 @@
+"""The public Python surface: :class:`Runtime` turns a question into a :class:`Result`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tim.engine.config import EngineConfig
+from tim.engine.engine import Engine
+from tim.engine.record import RunRecord
+from tim.engine.sampler import SamplingParams
+from tim.models.loading import load_model
+from tim.result import Result
+from tim.tree import get_format
+
+__all__ = ["Runtime", "build_prompt"]
+
+
+def build_prompt(tokenizer: Any, instructions: str, question: str) -> list[int]:
+    """Token ids of the prompt: the model's chat template when it has one, plain text if not."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = [
+            {"role": "system", "content": instructions},
+            {"role": "user", "content": question},
+        ]
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "keys"):  # BatchEncoding in newer transformers
+            ids = ids["input_ids"]
+        return list(ids)
+    text = f"{instructions}\n\nQuestion: {question}\n\nAnswer (JSON):\n"
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+class Runtime:
+    """A model plus a decoding configuration; :meth:`reason` runs one question.
+
+    Parameters
+    ----------
+    model : str or (model, tokenizer)
+        ``"smollm2-135m"`` (the bundled default), an HF id or local path, a ``.gguf`` file,
+        or an already-built ``(model, tokenizer)`` pair.
+    format : str
+        ``"parallel"`` (siblings decode concurrently) or ``"thread2"`` (TIM's inline format).
+    max_workers, pruning, positions, max_depth, max_fanout
+        See :class:`tim.engine.config.EngineConfig`.
+    kv_budget_tokens : int, optional
+        KV slots for the whole tree; default 32768.
+    device, dtype
+        Where and in what precision a loaded model runs (``"auto"``: CUDA if present).
+    structure : str
+        ``"grammar"`` (default) or ``"free"``.
+    seed : int
+        Seeds sampling; each stream draws from its own generator.
+
+    Examples
+    --------
+    >>> from tim.models import tiny_model
+    >>> rt = Runtime(model=tiny_model("qwen3")[:2], format="thread2", max_depth=1)
+    >>> result = rt.reason("2 + 2?", max_new_tokens=64, temperature=0)
+    >>> result.stats.tokens_generated <= 64
+    True
+    """
+
+    def __init__(
+        self,
+        model: Any = "smollm2-135m",
+        *,
+        format: str = "parallel",
+        max_workers: int = 8,
+        pruning: str = "buffer:1",
+        positions: str = "shift",
+        max_depth: int = 4,
+        max_fanout: int = 6,
+        kv_budget_tokens: int | None = None,
+        device: str | None = "auto",
+        dtype: Any = None,
+        backend: str = "auto",
+        structure: str = "grammar",
+        seed: int = 0,
+    ) -> None:
+        self.config = EngineConfig(
+            format=format, max_workers=max_workers, pruning=pruning, positions=positions,
+            max_depth=max_depth, max_fanout=max_fanout, structure=structure,
+            kv_budget_tokens=kv_budget_tokens or 32768,
+        )
+        self.loaded = load_model(model, device=device, dtype=dtype)
+        self.backend, self.seed = backend, seed
+        self.format = get_format(format)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.loaded.tokenizer
+
+    def engine(self, *, tools: Sequence[Callable] = (), max_new_tokens: int = 4096) -> tuple[Engine, Any]:
+        from tim.tools import ToolExecutor, ToolRegistry
+
+        registry = ToolRegistry(tools)
+        config = EngineConfig(**{**self.config.__dict__, "max_new_tokens": max_new_tokens})
+        executor = ToolExecutor(registry) if tools else None
+        call = None
+        if executor is not None:
+            def call(name: str, params: dict) -> Any:
+                return executor.call_json(name, params)
+        engine = Engine(self.loaded.model, self.tokenizer, config, call_tool=call,
+                        tools=registry.specs)
+        return engine, registry
+
+    def reason(
+        self,
+        question: str,
+        *,
+        tools: Sequence[Callable] = (),
+        max_new_tokens: int = 4096,
+        temperature: float = 0.7,
+        top_p: float = 0.95,
+        top_k: int = 0,
+        on_step: Callable[[RunRecord], None] | None = None,
+    ) -> Result:
+        """Reason about ``question`` as a task tree; return the answer, tree and stats."""
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError(f"question must be a non-empty string, got {question!r}")
+        engine, registry = self.engine(tools=tools, max_new_tokens=max_new_tokens)
+        prompt = build_prompt(self.tokenizer, self.format.instructions(registry.specs), question)
+        sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
+                                  seed=self.seed)
+        record = engine.run(prompt, sampling=sampling, on_step=on_step)
+        return Result.of(record, question=question, model=self.loaded.name)
