@@ -44,6 +44,8 @@ class EngineConfig:
         that stream with a located error.
     max_depth, max_fanout : int
         Limits the grammar enforces on the tree.
+    max_string_chars : int, optional
+        Longest title / thought / conclusion / answer the grammar allows.
 
     Examples
     --------
@@ -68,6 +70,7 @@ class EngineConfig:
     structure: str = "grammar"
     max_depth: int = 4
     max_fanout: int = 6
+    max_string_chars: int | None = None
 
     def __post_init__(self) -> None:
         get_format(self.format)  # ValueError quoting an unknown name
@@ -75,6 +78,8 @@ class EngineConfig:
         PositionPolicy.parse(self.positions)
         if self.structure not in ("grammar", "free"):
             raise ValueError(f"structure must be 'grammar' or 'free', got {self.structure!r}")
+        if self.max_string_chars is not None and self.max_string_chars < 1:
+            raise ValueError(f"max_string_chars must be >= 1 or None, got {self.max_string_chars!r}")
         for name in ("max_depth", "max_fanout", "max_workers", "max_new_tokens", "kv_budget_tokens", "page_size",
                      "prefill_chunk"):
             value = getattr(self, name)

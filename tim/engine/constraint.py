@@ -54,7 +54,8 @@ class GrammarSet:
     """
 
     def __init__(self, fmt: Any, tokenizer: Any, *, max_depth: int, max_fanout: int,
-                 tools: Sequence[ToolSpec] = (), vocab_size: int | None = None) -> None:
+                 tools: Sequence[ToolSpec] = (), max_string_chars: int | None = None,
+                 vocab_size: int | None = None) -> None:
         import llguidance
         import llguidance.hf
 
@@ -68,12 +69,14 @@ class GrammarSet:
         self._llguidance = llguidance
         self.fmt, self.max_depth, self.max_fanout = fmt, max_depth, max_fanout
         self.tools = tuple(tools)
+        self.max_string_chars = max_string_chars
         self.vocab_size = self.lltokenizer.vocab_size
 
     @lru_cache(maxsize=None)  # noqa: B019 - one GrammarSet per engine; the cache dies with it
     def _grammar(self, depth: int) -> str:
         return self.fmt.grammar(max_depth=self.max_depth, max_fanout=self.max_fanout,
-                                tools=self.tools, depth=depth)
+                                tools=self.tools, depth=depth,
+                                max_string_chars=self.max_string_chars)
 
     def for_stream(self, depth: int) -> StreamGrammar:
         matcher = self._llguidance.LLMatcher(self.lltokenizer, self._grammar(depth), log_level=1)

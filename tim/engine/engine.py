@@ -69,6 +69,7 @@ class Engine:
         if config.structure == "grammar":
             self.grammars = GrammarSet(self.format, tokenizer, max_depth=config.max_depth,
                                        max_fanout=config.max_fanout, tools=tools,
+                                       max_string_chars=config.max_string_chars,
                                        vocab_size=self.spec.vocab_size)
 
     # ------------------------------------------------------------------ the loop

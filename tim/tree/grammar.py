@@ -16,10 +16,16 @@ from collections.abc import Sequence
 from tim.tree.toolspec import ToolSpec
 
 __all__ = ["check_limits", "key", "seq", "field", "task_rule", "list_rule", "common_rules",
-           "validate"]
+           "string_rule", "validate"]
 
-STRING = r'STRING: /"(\\(["\\\/bfnrt]|u[0-9a-fA-F]{4})|[^"\\\x00-\x1F])*"/'
-W = r"W: /[ \t\n\r]+/"
+STRING_CHAR = r'(\\(["\\\/bfnrt]|u[0-9a-fA-F]{4})|[^"\\\x00-\x1F])'
+W = r"W: /[ \t\n\r]{1,32}/"  # bounded, so a model cannot loop on whitespace forever
+
+
+def string_rule(max_chars: int | None = None) -> str:
+    """The ``STRING`` terminal: a JSON string of at most ``max_chars`` characters."""
+    repeat = "*" if max_chars is None else f"{{0,{max_chars}}}"
+    return f'STRING: /"{STRING_CHAR}{repeat}"/'
 
 
 def check_limits(*, max_depth: int, max_fanout: int, tools: Sequence[ToolSpec],
@@ -69,12 +75,14 @@ def task_rule(*, title: str, subtasks: str) -> str:
     return f'"{{" (W? {seq(field("title", "STRING"), chr(34) + "," + chr(34))})? W? {rest}'
 
 
-def common_rules(tools: Sequence[ToolSpec], *, with_tooluse: bool = True) -> list[str]:
+def common_rules(tools: Sequence[ToolSpec], *, with_tooluse: bool = True,
+                 max_string_chars: int | None = None) -> list[str]:
     """``tooluse`` and the per-tool parameter schemas (if asked for), ``STRING`` and ``W``."""
+    string = string_rule(max_string_chars)
     if not with_tooluse:
-        return [STRING, W]
+        return [string, W]
     if not tools:
-        return ['tooluse: "null"', STRING, W]
+        return ['tooluse: "null"', string, W]
     calls = " | ".join(f"call_{i}" for i in range(len(tools)))
     rules = [
         'tooluse: "null" | ' + seq('"{"', field("tool_name", "call"), '","',
@@ -85,7 +93,7 @@ def common_rules(tools: Sequence[ToolSpec], *, with_tooluse: bool = True) -> lis
     for i, tool in enumerate(tools):
         rules.append(f"call_{i}: " + seq(key(tool.name), '","', field("parameters", f"params_{i}")))
         rules.append(f"params_{i}: %json {json.dumps(tool.parameters)}")
-    return [*rules, STRING, W]
+    return [*rules, string, W]
 
 
 def validate(grammar: str, tools: Sequence[ToolSpec]) -> None:

@@ -114,7 +114,7 @@ class ParallelFormat:
         ])
 
     def grammar(self, *, max_depth: int, max_fanout: int, tools: Sequence[ToolSpec] = (),
-                depth: int = 0) -> str:
+                depth: int = 0, max_string_chars: int | None = None) -> str:
         """The llguidance Lark grammar of one stream, forced texts included.
 
         Parameters
@@ -125,6 +125,8 @@ class ParallelFormat:
             Every plan (the top-level one included) has 1..max_fanout items.
         tools : sequence of ToolSpec
             The allowed tools and their parameter schemas; none means ``"tooluse": null``.
+        max_string_chars : int, optional
+            Longest string (title, thought, conclusion, answer) the grammar allows.
         depth : int
             The stream's depth, ``len(path)``: 0 for the root stream, d for a child at depth
             d. A child grammar starts at the child's ``{``, so a fresh matcher accepts
@@ -145,7 +147,7 @@ class ParallelFormat:
         tools = tuple(tools)
         check_limits(max_depth=max_depth, max_fanout=max_fanout, tools=tools, depth=depth,
                      max_allowed_depth=max_depth)
-        return _grammar(max_depth, max_fanout, tools, depth)
+        return _grammar(max_depth, max_fanout, tools, depth, max_string_chars)
 
     def parser(self, path: Path = ()) -> ParallelParser:
         """A fresh parser for the stream of the task at ``path`` (``()``: the root stream)."""
@@ -236,7 +238,8 @@ def _plan(tasks: list[Task], parent: Path) -> str:
 
 
 @lru_cache(maxsize=64)
-def _grammar(max_depth: int, max_fanout: int, tools: tuple[ToolSpec, ...], depth: int) -> str:
+def _grammar(max_depth: int, max_fanout: int, tools: tuple[ToolSpec, ...], depth: int,
+             max_string_chars: int | None) -> str:
     item = seq('"{"', field("title", "STRING"), '"}"')
     rules = ["%llguidance {}"]
     if depth == 0:
@@ -247,6 +250,7 @@ def _grammar(max_depth: int, max_fanout: int, tools: tuple[ToolSpec, ...], depth
         rules.append('subtasks: "null"' + (" | plan" if depth < max_depth else ""))
     if depth < max_depth:
         rules += [f"plan: {list_rule('item', max_fanout)}", f"item: {item}"]
-    text = "\n".join(rules + common_rules(tools, with_tooluse=depth > 0)) + "\n"
+    strings = common_rules(tools, with_tooluse=depth > 0, max_string_chars=max_string_chars)
+    text = "\n".join(rules + strings) + "\n"
     validate(text, tools)
     return text

@@ -95,7 +95,7 @@ class Thread2Format:
         ])
 
     def grammar(self, *, max_depth: int, max_fanout: int, tools: Sequence[ToolSpec] = (),
-                depth: int = 0) -> str:
+                depth: int = 0, max_string_chars: int | None = None) -> str:
         """An llguidance Lark grammar for the whole document.
 
         Parameters
@@ -108,6 +108,8 @@ class Thread2Format:
         tools : sequence of ToolSpec
             The only tool names allowed, each with its parameter schema. With none,
             ``tooluse`` must be ``null``.
+        max_string_chars : int, optional
+            Longest string (title, thought, conclusion, answer) the grammar allows.
         depth : int
             Only 0: a ``thread2`` run has one stream.
 
@@ -125,7 +127,7 @@ class Thread2Format:
         tools = tuple(tools)
         check_limits(max_depth=max_depth, max_fanout=max_fanout, tools=tools, depth=depth,
                      max_allowed_depth=0)
-        return _grammar(max_depth, max_fanout, tools)
+        return _grammar(max_depth, max_fanout, tools, max_string_chars)
 
     def parser(self, path: Path = ()) -> Thread2Parser:
         """A fresh incremental parser; ``path`` must be ``()`` (one stream)."""
@@ -160,7 +162,8 @@ def _render_task(task: Task) -> str:
 
 
 @lru_cache(maxsize=64)
-def _grammar(max_depth: int, max_fanout: int, tools: tuple[ToolSpec, ...]) -> str:
+def _grammar(max_depth: int, max_fanout: int, tools: tuple[ToolSpec, ...],
+             max_string_chars: int | None) -> str:
     start = seq('"{"', field("reasoning", "list_1"), '","', field("answer", "STRING"),
                 '"}"')
     rules = ["%llguidance {}", f"start: {start}"]
@@ -169,6 +172,6 @@ def _grammar(max_depth: int, max_fanout: int, tools: tuple[ToolSpec, ...]) -> st
         sub = f'"null" | list_{d + 1}' if d < max_depth else '"null"'
         rules.append(f"subtasks_{d}: {sub}")
         rules.append(f"task_{d}: {task_rule(title='optional', subtasks=f'subtasks_{d}')}")
-    text = "\n".join(rules + common_rules(tools)) + "\n"
+    text = "\n".join(rules + common_rules(tools, max_string_chars=max_string_chars)) + "\n"
     validate(text, tools)
     return text
