@@ -1,1 +1,32 @@
-"""(placeholder: filled in by its issue)"""
+"""Stateless tensor functions: varlen, paged and cascade attention, LSE merge, RoPE shift, KV store.
+
+Shapes use one glossary (``docs/kernels.md``): ``T`` tokens, ``B`` sequences (workers), ``H``
+query heads, ``Hkv`` kv heads, ``D`` head dim, ``P`` pages, ``S`` page size. Importing this
+package imports no optional library; CUDA backends load on first use.
+"""
+
+from tim.kernels.backends import backend_names, describe
+from tim.kernels.cascade import cascade_attention, paged_cascade_attention
+from tim.kernels.merge import merge_attention_states
+from tim.kernels.paged import block_table_to_slots, gather_kv, paged_attention, store_kv
+from tim.kernels.params import AttentionParams
+from tim.kernels.reference import reference_attention
+from tim.kernels.rope import check_rope_shiftable, rope_shift
+from tim.kernels.varlen import varlen_attention
+
+__all__ = [
+    "AttentionParams",
+    "backend_names",
+    "block_table_to_slots",
+    "cascade_attention",
+    "check_rope_shiftable",
+    "describe",
+    "gather_kv",
+    "merge_attention_states",
+    "paged_attention",
+    "paged_cascade_attention",
+    "reference_attention",
+    "rope_shift",
+    "store_kv",
+    "varlen_attention",
+]
