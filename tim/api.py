@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from tim.engine.config import EngineConfig
@@ -91,19 +92,10 @@ class Runtime:
     def tokenizer(self) -> Any:
         return self.loaded.tokenizer
 
-    def engine(self, *, tools: Sequence[Callable] = (), max_new_tokens: int = 4096) -> tuple[Engine, Any]:
-        from tim.tools import ToolExecutor, ToolRegistry
-
-        registry = ToolRegistry(tools)
-        config = EngineConfig(**{**self.config.__dict__, "max_new_tokens": max_new_tokens})
-        executor = ToolExecutor(registry) if tools else None
-        call = None
-        if executor is not None:
-            def call(name: str, params: dict) -> Any:
-                return executor.call_json(name, params)
-        engine = Engine(self.loaded.model, self.tokenizer, config, call_tool=call,
-                        tools=registry.specs)
-        return engine, registry
+    def engine(self, *, tools: Sequence[Callable] = (), max_new_tokens: int = 4096) -> Engine:
+        """An :class:`~tim.engine.engine.Engine` with this runtime's model and configuration."""
+        config = replace(self.config, max_new_tokens=max_new_tokens)
+        return Engine(self.loaded.model, self.tokenizer, config, tools=tools)
 
     def reason(
         self,
@@ -119,8 +111,9 @@ class Runtime:
         """Reason about ``question`` as a task tree; return the answer, tree and stats."""
         if not isinstance(question, str) or not question.strip():
             raise ValueError(f"question must be a non-empty string, got {question!r}")
-        engine, registry = self.engine(tools=tools, max_new_tokens=max_new_tokens)
-        prompt = build_prompt(self.tokenizer, self.format.instructions(registry.specs), question)
+        engine = self.engine(tools=tools, max_new_tokens=max_new_tokens)
+        prompt = build_prompt(self.tokenizer, self.format.instructions(engine.tools.specs),
+                              question)
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                                   seed=self.seed)
         record = engine.run(prompt, sampling=sampling, on_step=on_step)

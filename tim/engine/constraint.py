@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import torch
@@ -72,7 +72,7 @@ class GrammarSet:
         self.max_string_chars = max_string_chars
         self.vocab_size = self.lltokenizer.vocab_size
 
-    @lru_cache(maxsize=None)  # noqa: B019 - one GrammarSet per engine; the cache dies with it
+    @cache  # noqa: B019 - one GrammarSet per engine; the cache dies with it
     def _grammar(self, depth: int) -> str:
         return self.fmt.grammar(max_depth=self.max_depth, max_fanout=self.max_fanout,
                                 tools=self.tools, depth=depth,

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import wait as wait_futures
 from typing import Any
 
 import torch
 
-from tim.cache import CacheConfig, KVStore, PositionPolicy, num_pages_for_tokens
+from tim.cache import CacheConfig, KVStore, num_pages_for_tokens
 from tim.engine.batch import WorkerInput, build_batch
 from tim.engine.choosers import Chooser, SamplingChooser
 from tim.engine.config import EngineConfig
@@ -25,11 +24,10 @@ from tim.errors import TimError
 from tim.models.spec import check_supported, inspect_model
 from tim.pruning import PruneTracker, get_rule
 from tim.pruning.state import TaskStatus as PruneStatus
-from tim.tree import EventKind, Path, ToolSpec, get_format
+from tim.tools import ToolExecutor, ToolOutcome, ToolRegistry
+from tim.tree import EventKind, Path, get_format
 
-__all__ = ["Engine", "ToolCaller"]
-
-ToolCaller = Callable[[str, dict], Any]  # (tool name, parameters) -> JSON-serialisable result
+__all__ = ["Engine"]
 
 
 class Engine:
@@ -41,10 +39,11 @@ class Engine:
         A transformers causal LM (any architecture whose attention goes through the
         attention-function registry, with RoPE) and its tokenizer.
     config : EngineConfig
-    call_tool : callable, optional
-        ``(name, parameters) -> result``; runs in a thread pool while other streams decode.
-    tools : sequence of ToolSpec
-        The tools the grammar allows (names and parameter schemas).
+    tools : sequence of callables, or ToolRegistry
+        Tools the model may call; the grammar allows exactly their names and parameter
+        schemas. Calls run in a thread pool while other streams decode.
+    tool_timeout_s : float
+        A call still running after this long becomes ``{"error": ...}`` in ``tool_result``.
     """
 
     def __init__(
@@ -53,8 +52,7 @@ class Engine:
         tokenizer: Any,
         config: EngineConfig,
         *,
-        call_tool: ToolCaller | None = None,
-        tools: Sequence[ToolSpec] = (),
+        tools: Sequence[Callable] | ToolRegistry = (),
         tool_timeout_s: float = 30.0,
     ) -> None:
         self.model, self.tokenizer, self.config = model, tokenizer, config
@@ -62,13 +60,12 @@ class Engine:
         forks_concurrently = get_format(config.format).forks and config.max_workers > 1
         check_supported(self.spec, positions="shift" if forks_concurrently else config.positions)
         self.format = get_format(config.format)
-        self.call_tool = call_tool
+        self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         self.tool_timeout_s = tool_timeout_s
-        self.policy = PositionPolicy.parse(config.positions)
         self.grammars = None
         if config.structure == "grammar":
             self.grammars = GrammarSet(self.format, tokenizer, max_depth=config.max_depth,
-                                       max_fanout=config.max_fanout, tools=tools,
+                                       max_fanout=config.max_fanout, tools=self.tools.specs,
                                        max_string_chars=config.max_string_chars,
                                        vocab_size=self.spec.vocab_size)
 
@@ -129,7 +126,7 @@ class _Run:
         self.list_ids: dict[Path, int] = {}
         self.anchors: dict[int, ListAnchors] = {}  # list id -> anchor spans
         self.owner_of_list: dict[int, Path] = {}
-        self.tools = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tim-tool")
+        self.tools = ToolExecutor(engine.tools, timeout_s=engine.tool_timeout_s)
         self.finished = False
         self.num_processed = 0
         if not prompt_ids:
@@ -283,7 +280,7 @@ class _Run:
         elif kind is EventKind.TOOLUSE_READY:
             stream.status = StreamStatus.WAITING_TOOL
             stream.tool_offset = event.offset
-            stream.tool_future = self._submit_tool(event.tool_name, event.value)
+            stream.tool_future = self.tools.submit(event.tool_name, event.value)
         elif kind is EventKind.DOCUMENT_CLOSED and not path:
             stream.status = StreamStatus.DONE
             self.finished = True
@@ -377,28 +374,15 @@ class _Run:
             pass  # already finished, or items of its list still run: they fail on their own
 
     # ------------------------------------------------------------------ tools
-    def _submit_tool(self, name: str, params: dict) -> Future:
-        call = self.engine.call_tool
-        if call is None:
-            future: Future = Future()
-            future.set_result({"error": f"no tool runner: tool {name!r} was not called"})
-            return future
-        return self.tools.submit(call, name, params)
-
     def _collect_tools(self) -> None:
         for stream in self.streams.values():
             if stream.status is StreamStatus.WAITING_TOOL and stream.tool_future.done():
-                self._finish_tool(stream, stream.tool_future)
+                self._finish_tool(stream, stream.tool_future.result())
 
-    def _finish_tool(self, stream: Stream, future: Future) -> None:
-        try:
-            result = future.result(timeout=0)
-            result_json = json.dumps(result, ensure_ascii=False)
-        except Exception as exc:  # the tool raised or returned something JSON cannot hold
-            result_json = json.dumps({"error": f"{type(exc).__name__}: {exc}"})
+    def _finish_tool(self, stream: Stream, outcome: ToolOutcome) -> None:
         stream.tool_future = None
-        text = self.fmt.tool_result_text(result_json)
-        extra = stream.detok.text[stream.tool_offset:]
+        text = self.fmt.tool_result_text(outcome.result_json)
+        extra = stream.detok.text[stream.tool_offset:]  # what the '}' token carried past it
         stream.status = StreamStatus.RUNNING
         if not text.startswith(extra):
             self._fail(stream, f"unexpected text {extra!r} after the tool parameters")
@@ -406,16 +390,12 @@ class _Run:
         self._force(stream, text[len(extra):])
 
     def _wait_or_stop(self) -> None:
-        pending = [s for s in self.streams.values() if s.status is StreamStatus.WAITING_TOOL]
+        """Nothing to feed: wait for a tool (the executor always resolves, timeouts included),
+        or stop a run that can make no progress."""
+        pending = [s.tool_future for s in self.streams.values()
+                   if s.status is StreamStatus.WAITING_TOOL]
         if pending:
-            done, _ = wait_futures([s.tool_future for s in pending], timeout=self.engine.tool_timeout_s,
-                                   return_when="FIRST_COMPLETED")
-            if not done:  # every pending tool timed out
-                for stream in pending:
-                    stream.tool_future.cancel()
-                    timeout = Future()
-                    timeout.set_exception(TimeoutError(f"tool timed out after {self.engine.tool_timeout_s} s"))
-                    self._finish_tool(stream, timeout)
+            wait_futures(pending, return_when=FIRST_COMPLETED)
             return
         if not self.finished:
             self.record.error = self.record.error or "the run stalled: no stream can make progress"
@@ -494,7 +474,7 @@ class _Run:
 
     def close(self) -> None:
         """Free every view and check the store: no page leaks, whatever happened."""
-        self.tools.shutdown(wait=False, cancel_futures=True)
+        self.tools.shutdown()
         for view in list(self.store.views):
             self.store.drop(view)
         self.store.check_integrity()
