@@ -22,10 +22,13 @@ STRING_CHAR = r'(\\(["\\\/bfnrt]|u[0-9a-fA-F]{4})|[^"\\\x00-\x1F])'
 W = r"W: /[ \t\n\r]{1,32}/"  # bounded, so a model cannot loop on whitespace forever
 
 
-def string_rule(max_chars: int | None = None) -> str:
-    """The ``STRING`` terminal: a JSON string of at most ``max_chars`` characters."""
+MAX_TITLE_CHARS = 80  # a title names a step; a runaway title is the usual small-model failure
+
+
+def string_rule(max_chars: int | None = None, *, name: str = "STRING") -> str:
+    """A JSON-string terminal of at most ``max_chars`` characters."""
     repeat = "*" if max_chars is None else f"{{0,{max_chars}}}"
-    return f'STRING: /"{STRING_CHAR}{repeat}"/'
+    return f'{name}: /"{STRING_CHAR}{repeat}"/'
 
 
 def check_limits(*, max_depth: int, max_fanout: int, tools: Sequence[ToolSpec],
@@ -71,14 +74,15 @@ def task_rule(*, title: str, subtasks: str) -> str:
     rest = seq(field("thought", "STRING"), '","', field("tooluse", "tooluse"), '","',
                field("subtasks", subtasks), '","', field("conclusion", "STRING"), '"}"')
     if title == "required":
-        return seq('"{"', field("title", "STRING"), '","', rest)
-    return f'"{{" (W? {seq(field("title", "STRING"), chr(34) + "," + chr(34))})? W? {rest}'
+        return seq('"{"', field("title", "TITLE"), '","', rest)
+    return f'"{{" (W? {seq(field("title", "TITLE"), chr(34) + "," + chr(34))})? W? {rest}'
 
 
 def common_rules(tools: Sequence[ToolSpec], *, with_tooluse: bool = True,
                  max_string_chars: int | None = None) -> list[str]:
     """``tooluse`` and the per-tool parameter schemas (if asked for), ``STRING`` and ``W``."""
-    string = string_rule(max_string_chars)
+    title_chars = min(max_string_chars or MAX_TITLE_CHARS, MAX_TITLE_CHARS)
+    string = string_rule(max_string_chars) + "\n" + string_rule(title_chars, name="TITLE")
     if not with_tooluse:
         return [string, W]
     if not tools:

@@ -240,7 +240,7 @@ def _plan(tasks: list[Task], parent: Path) -> str:
 @lru_cache(maxsize=64)
 def _grammar(max_depth: int, max_fanout: int, tools: tuple[ToolSpec, ...], depth: int,
              max_string_chars: int | None) -> str:
-    item = seq('"{"', field("title", "STRING"), '"}"')
+    item = seq('"{"', field("title", "TITLE"), '"}"')
     rules = ["%llguidance {}"]
     if depth == 0:
         rules.append("start: " + seq('"{"', field("reasoning", "plan"), '","',

