@@ -68,7 +68,7 @@ class Runtime:
         *,
         format: str = "parallel",
         max_workers: int = 8,
-        pruning: str = "buffer:1",
+        pruning: Any = "buffer:1",
         positions: str = "shift",
         max_depth: int = 4,
         max_fanout: int = 6,

@@ -216,21 +216,9 @@ class _progress:
 
 
 def _show(result: Any, console: Any) -> None:
-    try:
-        from tim.viz import render_terminal
-    except ImportError:  # the viewer is optional
-        render_terminal = None
-    if render_terminal is not None:
-        render_terminal(result, console=console)
-    else:
-        console.print(result.tree)
-    s = result.stats
-    console.print(
-        f"[bold]answer:[/] {result.answer!r}\n"
-        f"{s.tokens_generated} generated, {s.tokens_forced} forced, {s.tokens_evicted} evicted; "
-        f"peak live KV {s.peak_live_tokens} tokens, max position {s.max_position_id}; "
-        f"{s.num_forks} forks, up to {s.max_concurrency} streams at once; "
-        f"{s.wall_time_s:.1f} s ({s.tokens_per_s:.1f} tok/s)"
-    )
+    """The tree, answer and statistics, as the viewer draws them in a terminal."""
+    from tim.viz import render_terminal
+
+    render_terminal(result, console=console)
     if result.error:
         console.print(f"[red]run ended early:[/] {result.error}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tim.cache import PositionPolicy
-from tim.pruning import get_rule
+from tim.pruning import Rule, get_rule
 from tim.tree import get_format
 
 __all__ = ["EngineConfig"]
@@ -22,8 +22,9 @@ class EngineConfig:
         fork into concurrent workers).
     max_workers : int
         Most streams decoding at once; extra children wait their turn.
-    pruning : str
-        A rule spec for :func:`tim.pruning.get_rule`: ``"none"``, ``"buffer:1"``, ...
+    pruning : str or Rule
+        A rule spec for :func:`tim.pruning.get_rule` (``"none"``, ``"buffer:1"``, ...) or
+        an object implementing the :class:`tim.pruning.Rule` protocol.
     positions : str
         ``"shift"``, ``"reencode"`` or ``"keep"`` (what happens to positions after an eviction).
     max_new_tokens : int
@@ -59,7 +60,7 @@ class EngineConfig:
 
     format: str = "parallel"
     max_workers: int = 8
-    pruning: str = "buffer:1"
+    pruning: str | Rule = "buffer:1"
     positions: str = "shift"
     max_new_tokens: int = 1024
     kv_budget_tokens: int = 32768
@@ -72,9 +73,20 @@ class EngineConfig:
     max_fanout: int = 6
     max_string_chars: int | None = None
 
+    @property
+    def rule(self) -> Rule:
+        return get_rule(self.pruning) if isinstance(self.pruning, str) else self.pruning
+
+    @property
+    def pruning_name(self) -> str:
+        return self.pruning if isinstance(self.pruning, str) else type(self.pruning).__name__
+
     def __post_init__(self) -> None:
         get_format(self.format)  # ValueError quoting an unknown name
-        get_rule(self.pruning)
+        if isinstance(self.pruning, str):
+            get_rule(self.pruning)  # ValueError quoting a bad spec
+        elif not callable(getattr(self.pruning, "select", None)):
+            raise ValueError(f"pruning must be a spec string or a Rule, got {self.pruning!r}")
         PositionPolicy.parse(self.positions)
         if self.structure not in ("grammar", "free"):
             raise ValueError(f"structure must be 'grammar' or 'free', got {self.structure!r}")

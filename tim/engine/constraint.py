@@ -27,9 +27,8 @@ class StreamGrammar:
 
     def fill_mask(self, bitmask: torch.Tensor, row: int) -> None:
         """Write the allowed-token bits of the next token into ``bitmask[row]`` (int32, CPU)."""
-        from llguidance.torch import fill_next_token_bitmask
-
-        fill_next_token_bitmask(self.matcher, bitmask, row)
+        words = bitmask[row]  # (W,) int32, contiguous
+        self.matcher.unsafe_compute_mask_ptr(words.data_ptr(), words.numel() * 4)
 
     def consume(self, token_ids: Sequence[int]) -> bool:
         """Advance over ``token_ids``; False (and :attr:`error` set) when the grammar rejects."""
@@ -86,6 +85,9 @@ class GrammarSet:
         return StreamGrammar(matcher)
 
     def new_bitmask(self, num_rows: int) -> torch.Tensor:
-        from llguidance.torch import allocate_token_bitmask
+        """(num_rows, ceil(V / 32)) int32, all allowed until a matcher fills its row.
 
-        return allocate_token_bitmask(num_rows, self.vocab_size)
+        Built here rather than with ``llguidance.torch``, whose import pulls in
+        torch.compile machinery (seconds of start-up) for helpers tim does not use.
+        """
+        return torch.full((num_rows, (self.vocab_size + 31) // 32), -1, dtype=torch.int32)

@@ -22,7 +22,7 @@ from tim.engine.sampler import SamplingParams, stream_generator
 from tim.engine.stream import ListAnchors, Stream, StreamStatus
 from tim.errors import TimError
 from tim.models.spec import check_supported, inspect_model
-from tim.pruning import PruneTracker, get_rule
+from tim.pruning import PruneTracker
 from tim.pruning.state import TaskStatus as PruneStatus
 from tim.tools import ToolExecutor, ToolOutcome, ToolRegistry
 from tim.tree import EventKind, Path, get_format
@@ -118,8 +118,8 @@ class _Run:
         self.runner = ModelRunner(engine.model, self.store)
         windowed = any(spec.layer_sliding_window(i) for i in range(spec.num_layers))
         self.cascade = cfg.cascade and not windowed  # a window needs each whole view
-        self.tracker = PruneTracker(get_rule(cfg.pruning))
-        self.record = RunRecord(cfg.format, cfg.pruning, cfg.positions, prompt_ids)
+        self.tracker = PruneTracker(cfg.rule)
+        self.record = RunRecord(cfg.format, cfg.pruning_name, cfg.positions, prompt_ids)
         self.streams: dict[Path, Stream] = {}
         self.waiting: list[Stream] = []  # queued children, first come first served
         self.task_ids: dict[Path, int] = {}

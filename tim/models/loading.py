@@ -73,6 +73,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return resolved
 
 
+TINY_ARCHS = ("llama", "qwen2", "qwen3", "mistral")
+
+
 def load_model(
     spec: str | os.PathLike | tuple[Any, Any],
     *,
@@ -90,7 +93,10 @@ def load_model(
         - a path to a ``.gguf`` file (needs the ``demo`` extra: gguf, accelerate);
         - a local Hugging Face model folder, or a hub id (the hub must be reachable
           unless the files are already cached);
-        - an already-built ``(model, tokenizer)`` pair.
+        - an already-built ``(model, tokenizer)`` pair;
+        - ``"tiny-llama"``, ``"tiny-qwen2"``, ``"tiny-qwen3"`` or ``"tiny-mistral"``: a
+          random-weight toy model (:func:`tim.models.tiny_model`) for smoke tests; its text is
+          noise.
     device : str or torch.device, optional
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``. None: CPU for models loaded
         here; a given pair stays where it is.
@@ -133,6 +139,10 @@ def load_model(
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target)
     text = os.fspath(spec)
+    if text.startswith("tiny-") and text[5:] in TINY_ARCHS:
+        from tim.models.tiny import tiny_model
+
+        return _load_pair(*tiny_model(text[5:])[:2], device=device, dtype=dtype)
     if text in BUNDLED_MODELS:
         return _load_bundled(BUNDLED_MODELS[text], device=target, dtype=torch_dtype, quiet=quiet)
     path = Path(text).expanduser()
