@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 from tim.engine.config import EngineConfig
 from tim.engine.engine import Engine
-from tim.engine.record import RunRecord
+from tim.engine.record import RunEvent, RunRecord
 from tim.engine.sampler import SamplingParams
 from tim.models.loading import load_model
 from tim.result import Result
@@ -87,6 +89,7 @@ class Runtime:
         self.loaded = load_model(model, device=device, dtype=dtype)
         self.backend, self.seed = backend, seed
         self.format = get_format(format)
+        self._active: Engine | None = None
 
     @property
     def tokenizer(self) -> Any:
@@ -107,14 +110,67 @@ class Runtime:
         top_p: float = 0.95,
         top_k: int = 0,
         on_step: Callable[[RunRecord], None] | None = None,
+        on_event: Callable[[RunEvent], None] | None = None,
     ) -> Result:
-        """Reason about ``question`` as a task tree; return the answer, tree and stats."""
+        """Reason about ``question`` as a task tree; return the answer, tree and stats.
+
+        ``on_step(record)`` runs after every decode step and ``on_event(event)`` for every
+        :class:`~tim.engine.record.RunEvent` (tokens, tasks, tools, forks, joins, pruning).
+        """
         if not isinstance(question, str) or not question.strip():
             raise ValueError(f"question must be a non-empty string, got {question!r}")
-        engine = self.engine(tools=tools, max_new_tokens=max_new_tokens)
+        engine = self._active = self.engine(tools=tools, max_new_tokens=max_new_tokens)
         prompt = build_prompt(self.tokenizer, self.format.instructions(engine.tools.specs),
                               question)
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                                   seed=self.seed)
-        record = engine.run(prompt, sampling=sampling, on_step=on_step)
+        try:
+            record = engine.run(prompt, sampling=sampling, on_step=on_step, on_event=on_event)
+        finally:
+            self._active = None
         return Result.of(record, question=question, model=self.loaded.name)
+
+    def cancel(self) -> None:
+        """Stop the running :meth:`reason` (from another thread) after its current step.
+
+        Every KV page is freed and the result's ``error`` is ``"cancelled"``.
+        """
+        if self._active is not None:
+            self._active.cancel()
+
+    def stream(self, question: str, **options: Any) -> Iterator[RunEvent | Result]:
+        """Like :meth:`reason`, but yields live :class:`~tim.engine.record.RunEvent` s as the
+        tree is decoded, then the :class:`Result` last. Leaving the loop early cancels the run.
+
+        Examples
+        --------
+        >>> from tim.models import tiny_model
+        >>> rt = Runtime(model=tiny_model("qwen3")[:2], format="thread2", max_depth=1)
+        >>> items = list(rt.stream("2 + 2?", max_new_tokens=30, temperature=0))
+        >>> items[0].kind, type(items[-1]).__name__
+        ('token', 'Result')
+        """
+        events: queue.Queue = queue.Queue()
+        done = object()
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["result"] = self.reason(question, on_event=events.put, **options)
+            except BaseException as exc:  # handed to the consumer below
+                outcome["error"] = exc
+            finally:
+                events.put(done)
+
+        worker = threading.Thread(target=work, name="tim-stream", daemon=True)
+        worker.start()
+        try:
+            while (item := events.get()) is not done:
+                yield item
+        finally:
+            if worker.is_alive():
+                self.cancel()
+                worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        yield outcome["result"]

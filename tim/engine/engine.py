@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED
@@ -16,7 +17,7 @@ from tim.engine.choosers import Chooser, SamplingChooser
 from tim.engine.config import EngineConfig
 from tim.engine.constraint import GrammarSet
 from tim.engine.detok import Detokenizer
-from tim.engine.record import EvictionRecord, ForkRecord, RunRecord, StreamRecord
+from tim.engine.record import EvictionRecord, ForkRecord, RunEvent, RunRecord, StreamRecord
 from tim.engine.runner import ModelRunner
 from tim.engine.sampler import SamplingParams, stream_generator
 from tim.engine.stream import ListAnchors, Stream, StreamStatus
@@ -68,6 +69,11 @@ class Engine:
                                        max_fanout=config.max_fanout, tools=self.tools.specs,
                                        max_string_chars=config.max_string_chars,
                                        vocab_size=self.spec.vocab_size)
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop the current run after its step; its pages are freed as usual."""
+        self._cancelled.set()
 
     # ------------------------------------------------------------------ the loop
     def run(
@@ -77,16 +83,26 @@ class Engine:
         sampling: SamplingParams | None = None,
         chooser: Chooser | None = None,
         on_step: Callable[[RunRecord], None] | None = None,
+        on_event: Callable[[RunEvent], None] | None = None,
     ) -> RunRecord:
-        """Decode a tree after ``prompt_ids``; always frees every page, even on error."""
+        """Decode a tree after ``prompt_ids``; always frees every page, even on error.
+
+        ``on_step(record)`` is called after every step, ``on_event(event)`` for every
+        :class:`~tim.engine.record.RunEvent`. :meth:`cancel` (from any thread) ends the run
+        after the current step, with ``record.error`` saying so.
+        """
         run = _Run(self, list(prompt_ids), chooser or SamplingChooser(sampling or SamplingParams()),
-                   constrained=chooser is None)
+                   constrained=chooser is None, on_event=on_event)
+        self._cancelled.clear()
         start = time.perf_counter()
         try:
             while not run.finished:
                 run.step()
                 if on_step is not None:
                     on_step(run.record)
+                if self._cancelled.is_set():
+                    run.record.error = "cancelled"
+                    break
         finally:
             run.close()
             run.record.wall_time_s = time.perf_counter() - start
@@ -97,8 +113,9 @@ class _Run:
     """State of one run. The engine's config and model are shared; everything here is not."""
 
     def __init__(self, engine: Engine, prompt_ids: list[int], chooser: Chooser,
-                 *, constrained: bool) -> None:
+                 *, constrained: bool, on_event: Callable[[RunEvent], None] | None) -> None:
         cfg = engine.config
+        self.on_event = on_event
         self.grammars = engine.grammars if constrained else None  # replays follow their record
         self.engine, self.cfg, self.fmt, self.chooser = engine, cfg, engine.format, chooser
         spec = engine.spec
@@ -248,6 +265,7 @@ class _Run:
         stream.record.text = stream.detok.text
         if not text or stream.status is StreamStatus.FAILED:
             return
+        self._emit("token", stream.path, text)
         for event in stream.parser.feed(text):
             stream.events.append(event)
             self._handle(stream, event)
@@ -257,6 +275,7 @@ class _Run:
         if kind is EventKind.TASK_OPENED:
             parent_list = self.list_ids.get(path[:-1]) if len(path) > 1 else None
             self.task_ids[path] = self.tracker.open_task(parent_list=parent_list)
+            self._emit("task_opened", path)
         elif kind is EventKind.SUBTASKS_OPENED and path:
             list_id = self.tracker.open_list(self.task_ids[path], view=stream.view.view_id)
             self.list_ids[path] = list_id
@@ -275,12 +294,14 @@ class _Run:
             stream.anchor_requests.append(("close", path))
         elif kind is EventKind.TASK_CLOSED:
             self.tracker.finish_task(self.task_ids[path])
+            self._emit("task_closed", path)
             if self.fmt.forks and path == stream.path:
                 stream.status = StreamStatus.FLUSHING
         elif kind is EventKind.TOOLUSE_READY:
             stream.status = StreamStatus.WAITING_TOOL
             stream.tool_offset = event.offset
             stream.tool_future = self.tools.submit(event.tool_name, event.value)
+            self._emit("tool_called", path, {"name": event.tool_name, "parameters": event.value})
         elif kind is EventKind.DOCUMENT_CLOSED and not path:
             stream.status = StreamStatus.DONE
             self.finished = True
@@ -288,9 +309,14 @@ class _Run:
             self._fail(stream, f"malformed output at offset {event.offset}: expected "
                                f"{event.expected}, found {event.value}")
 
+    def _emit(self, kind: str, stream: Path, detail: Any = None) -> None:
+        if self.on_event is not None:
+            self.on_event(RunEvent(self.record.num_steps, kind, stream, detail))
+
     def _fail(self, stream: Stream, message: str) -> None:
         """End one stream with a located error; the rest of the tree goes on."""
         stream.fail(message)
+        self._emit("failed", stream.path, stream.record.error)
         if not stream.path:
             self.record.error = stream.record.error
             self.finished = True
@@ -319,6 +345,7 @@ class _Run:
         self.record.forks.append(
             ForkRecord(self.record.num_steps, parent.path, tuple(c.path for c in parent.children))
         )
+        self._emit("fork", parent.path, [c.path for c in parent.children])
         self._start_waiting_children()
 
     def _start_waiting_children(self) -> None:
@@ -360,6 +387,7 @@ class _Run:
         old_len, next_position = view.num_tokens, view.next_position
         first_own = child.record.parent_tokens
         child_first_position = int(child.view.position_ids()[first_own]) if len(child.view) > first_own else next_position
+        self._emit("join", child.path)
         self.tracker.join(child.view.view_id, view.view_id)
         self.store.join(view, child.view)
         delta = next_position - child_first_position
@@ -381,6 +409,7 @@ class _Run:
 
     def _finish_tool(self, stream: Stream, outcome: ToolOutcome) -> None:
         stream.tool_future = None
+        self._emit("tool_returned", stream.path, outcome.result_json)
         text = self.fmt.tool_result_text(outcome.result_json)
         extra = stream.detok.text[stream.tool_offset:]  # what the '}' token carried past it
         stream.status = StreamStatus.RUNNING
@@ -420,6 +449,8 @@ class _Run:
         if result.reencode is not None:
             stream.num_recompute = max(stream.num_recompute, view.num_tokens - start)
         self.record.num_evicted += result.num_evicted
+        self._emit("pruned", stream.path, {"list_owner": self.owner_of_list[list_id],
+                                           "num_tokens": result.num_evicted})
         self.record.evictions.append(
             EvictionRecord(
                 step=self.record.num_steps,

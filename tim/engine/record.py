@@ -7,7 +7,7 @@ from typing import Any
 
 from tim.tree import Path
 
-__all__ = ["StreamRecord", "EvictionRecord", "ForkRecord", "RunRecord"]
+__all__ = ["StreamRecord", "EvictionRecord", "ForkRecord", "RunRecord", "RunEvent"]
 
 
 @dataclass
@@ -39,6 +39,23 @@ class EvictionRecord:
     num_freed_pages: int
     num_moved: int  # retained tokens re-positioned (shifted or queued for re-encoding)
     deferred: bool = False
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """A live event for displays (``Engine.run(on_event=...)``, ``Runtime.stream``).
+
+    ``kind`` is one of ``"token"`` (``detail``: the text it added), ``"task_opened"``,
+    ``"task_closed"``, ``"tool_called"`` (``detail``: ``{"name", "parameters"}``),
+    ``"tool_returned"`` (``detail``: the result JSON text), ``"fork"`` (``detail``: child
+    paths), ``"join"``, ``"pruned"`` (``detail``: ``{"list_owner", "num_tokens"}``) and
+    ``"failed"`` (``detail``: the message).
+    """
+
+    step: int
+    kind: str
+    stream: Path
+    detail: Any = None
 
 
 @dataclass(frozen=True)
