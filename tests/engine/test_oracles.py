@@ -141,3 +141,11 @@ def test_random_trees_keep_every_invariant(tree, fmt, pruning, positions):
         assert max_oracle_error(ref, checked, contiguous=fmt == "thread2") <= TOL
     if positions != "keep":
         assert all(s.view_positions == list(range(len(s.view_ids))) for s in snaps)
+
+
+def test_sliding_window_model_matches_hf(qwen3):
+    loaded = tiny_model("mistral", max_position_embeddings=1024, sliding_window=16)
+    lm = (loaded, eager_copy(loaded.model))
+    record, snaps = run_tree(lm, TREE, fmt="thread2")
+    assert max(len(s.view_ids) for s in snaps) > 16  # the window really cuts
+    assert max_oracle_error(lm[1], snaps, contiguous=True) <= TOL
