@@ -145,6 +145,7 @@ class _Run:
         self.owner_of_list: dict[int, Path] = {}
         self.tools = ToolExecutor(engine.tools, timeout_s=engine.tool_timeout_s)
         self.finished = False
+        self.prune_due = False
         self.num_processed = 0
         if not prompt_ids:
             raise ValueError("prompt_ids is empty: a run needs at least one prompt token")
@@ -210,6 +211,7 @@ class _Run:
             elif take:
                 anchors.after = view.spans[view.locate(first_new).span_index]
                 self.tracker.close_list(self.list_ids[path])
+                self.prune_due = True
         stream.anchor_requests = [r for r in stream.anchor_requests if r[0] == "close" and not take]
         n = len(take) + stream.num_recompute
         self.record.num_reencoded += stream.num_recompute if stream.record.token_ids else 0
@@ -366,6 +368,7 @@ class _Run:
                 self._join(parent, child)
             elif child.status is StreamStatus.FAILED:
                 self.tracker.drop_view(child.view.view_id)
+                self.prune_due = True
                 self.store.drop(child.view)
                 if child.path in self.task_ids:
                     self._finish_failed_task(child.path)
@@ -389,6 +392,7 @@ class _Run:
         child_first_position = int(child.view.position_ids()[first_own]) if len(child.view) > first_own else next_position
         self._emit("join", child.path)
         self.tracker.join(child.view.view_id, view.view_id)
+        self.prune_due = True
         self.store.join(view, child.view)
         delta = next_position - child_first_position
         if delta and view.num_tokens > old_len:
@@ -398,6 +402,7 @@ class _Run:
     def _finish_failed_task(self, path: Path) -> None:
         try:
             self.tracker.finish_task(self.task_ids[path], PruneStatus.FAILED)
+            self.prune_due = True  # a failed task's open list completes with it
         except ValueError:
             pass  # already finished, or items of its list still run: they fail on their own
 
@@ -432,6 +437,11 @@ class _Run:
 
     # ------------------------------------------------------------------ pruning
     def _prune(self) -> None:
+        """Run the rule when the tree changed in a way it can see (a list completed, or a
+        view joined or dropped, which may release deferred lists)."""
+        if not self.prune_due:
+            return
+        self.prune_due = False
         for plan in self.tracker.prune():
             stream = self._stream_of_view(plan.view)
             for list_id in plan.now:
