@@ -21,8 +21,9 @@ def test_tensors_shape_and_layer_views():
     assert pool.k_cache.shape == (3, 6, 2, 2, 4)
     k, v = pool.layer(1)
     assert k.shape == (6, 2, 2, 4) and k.is_contiguous()
+    pool.k_cache[0].fill_(3.0)  # the pool is allocated empty; mark layer 0 to see it untouched
     k[0, 1] = 7.0
-    assert pool.k_cache[1, 0, 1].eq(7.0).all() and pool.k_cache[0].eq(0).all()
+    assert pool.k_cache[1, 0, 1].eq(7.0).all() and pool.k_cache[0].eq(3.0).all()
     assert v.data_ptr() == pool.v_cache[1].data_ptr()
 
 

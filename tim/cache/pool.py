@@ -72,8 +72,10 @@ class PagePool:
             config.num_kv_heads,
             config.head_dim,
         )
-        self.k_cache = torch.zeros(shape, dtype=config.dtype, device=config.device)
-        self.v_cache = torch.zeros(shape, dtype=config.dtype, device=config.device)
+        # empty, not zeros: a slot is always written before any view can read it, and
+        # zero-filling a large pool costs seconds (7.5 GB for 32k tokens of a 0.6B model)
+        self.k_cache = torch.empty(shape, dtype=config.dtype, device=config.device)
+        self.v_cache = torch.empty(shape, dtype=config.dtype, device=config.device)
         self._ref_counts = [0] * config.num_pages
         self._free: deque[int] = deque(range(config.num_pages))
 

@@ -83,19 +83,23 @@ def build_batch(
 ) -> Batch:
     """Pack ``inputs`` into one batch; group workers that share a prefix when ``cascade``.
 
-    A cascade group needs every member to decode a single token: a member with several query
-    tokens would need its own causal mask over the prefix boundary, which the plain path has.
+    Members of a cascade group may feed several tokens (a forced header right after a fork)
+    as long as all of them lie after the shared prefix.
     """
     if not inputs:
         raise ValueError("build_batch needs at least one worker input")
     views = [inp.view for inp in inputs]
+    cascades, cascade_prefixes = [], []
     if cascade:
-        decoding = [i for i, inp in enumerate(inputs) if len(inp.token_ids) == 1]
-        grouped = group_by_prefix([views[i] for i in decoding], min_prefix_len=min_prefix_len)
-        cascades = [[decoding[m] for m in g.members] for g in grouped if len(g.members) > 1]
-        cascade_prefixes = [g for g in grouped if len(g.members) > 1]
-    else:
-        cascades, cascade_prefixes = [], []
+        for group in group_by_prefix(views, min_prefix_len=min_prefix_len):
+            # a member's queries must all follow the shared prefix (its newest tokens lie in
+            # its own suffix); the prefix is then visible to every query, non-causally
+            if len(group.members) > 1 and all(
+                len(inputs[m].token_ids) <= s.numel()
+                for m, s in zip(group.members, group.suffix_slots, strict=True)
+            ):
+                cascades.append(list(group.members))
+                cascade_prefixes.append(group)
     in_cascade = {i for members in cascades for i in members}
     lone = [i for i in range(len(inputs)) if i not in in_cascade]
 

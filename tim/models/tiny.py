@@ -166,6 +166,8 @@ def tiny_model(
     with skip_hf_init():
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     _init_random(model, seed)
+    if config.tie_word_embeddings:  # from_config leaves lm_head a separate matrix
+        model.lm_head.weight = model.get_input_embeddings().weight
     name = f"tiny-{arch}-L{num_layers}-H{hidden_size}"
     return LoadedModel(model=model.eval(), tokenizer=tokenizer, name=name)
 

@@ -1,0 +1,106 @@
+"""tim.stress.run: oracle O6 on a run far past the window; keep and none fail by name."""
+
+from __future__ import annotations
+
+import doctest
+import time
+
+import pytest
+
+from tim.stress import StressShape, compare, stress
+from tim.stress import run as run_module
+from tim.stress.model import stress_model
+from tim.stress.run import decile_rates, expected_to_hold
+
+WINDOW = 512
+SMALL = StressShape(num_tasks=2, depth=3, fanout=3)  # ~1,300 tokens: 2.5x the window
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return stress_model(num_layers=1)
+
+
+@pytest.mark.slow  # about 15 s of CPU; under a minute of wall time on a shared 2-core box
+def test_ci_stress_run_twenty_windows_in_under_a_minute():
+    start = time.perf_counter()
+    lm = stress_model(num_layers=1)  # built inside the timing: the whole check counts
+    report = stress(lm, shape=StressShape(), format="thread2", positions="shift",
+                    pruning="buffer:0")
+    elapsed = time.perf_counter() - start
+    assert report.ok, report.failure
+    assert report.window == WINDOW and report.kv_budget_tokens == WINDOW
+    assert report.total_tokens >= 20 * WINDOW  # ≥ 20x the window
+    assert report.max_position_id < WINDOW  # positions stay in the rotary range
+    assert report.peak_live_tokens <= report.kv_budget_tokens
+    assert report.live_ratio < 0.05  # bounded memory: peak live under 5% of the tokens
+    assert report.num_evicted > report.total_tokens * 0.9
+    assert len(report.decile_tokens_per_s) == 10 and min(report.decile_tokens_per_s) > 0
+    assert elapsed < 60, f"the CI stress run took {elapsed:.0f} s"
+
+
+def test_comparison_fails_keep_and_none_by_name(lm):
+    reports = compare(lm, positions=["shift", "reencode", "keep"], pruning=["none", "buffer:0"],
+                      shape=SMALL)
+    by = {(r.positions, r.pruning): r for r in reports}
+    for positions in ("shift", "reencode"):
+        ok = by[(positions, "buffer:0")]
+        assert ok.ok, ok.failure
+        assert ok.total_tokens > 2 * WINDOW and ok.max_position_id < WINDOW
+    for positions in ("shift", "reencode", "keep"):
+        full = by[(positions, "none")]
+        assert full.failure_name == "KVBudgetError"
+        assert full.peak_live_tokens <= WINDOW and full.total_tokens > 0.9 * WINDOW
+    keep = by[("keep", "buffer:0")]
+    assert keep.failure_name == "PositionWindowError"
+    assert "positions passed the context window (max position id " in keep.failure
+    assert f">= window {WINDOW})" in keep.failure
+    assert keep.peak_live_tokens < WINDOW <= keep.max_position_id  # pruned, yet out of range
+    # reencode pays for its exact positions by processing retained tokens again
+    assert by[("reencode", "buffer:0")].tokens_processed > by[("shift", "buffer:0")].tokens_processed
+
+
+def test_parallel_format_holds_with_room_for_its_workers(lm):
+    report = stress(lm, shape=SMALL, format="parallel", max_workers=4, kv_budget_tokens=2048)
+    assert report.ok, report.failure
+    assert report.max_position_id < WINDOW < report.total_tokens
+
+
+def test_needle_is_reported_not_raised_on_a_random_model(lm):
+    report = stress(lm, shape=StressShape(num_tasks=2, depth=2, fanout=2, needle="4817"))
+    assert report.ok, report.failure
+    assert report.needle_answered is False and isinstance(report.answer, str)
+
+
+def test_a_prompt_longer_than_the_window_is_a_named_failure(lm):
+    report = stress(lm, shape=SMALL, window=16)
+    assert report.failure_name == "PositionWindowError" and report.total_tokens == 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"window": 1024}, "window must be at most the model's max_position_embeddings"),
+    ({"window": 0}, "window must be an int >= 1, got 0"),
+    ({"positions": "sideways"}, "position policy must be one of"),
+    ({"pruning": "buffer:-1"}, "buffer"),
+])
+def test_bad_values_raise_value_error(lm, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        stress(lm, shape=SMALL, **kwargs)
+
+
+def test_decile_rates():
+    assert decile_rates([(i * 10, i * 0.5) for i in range(21)]) == [20.0] * 10
+    slow_end = [(i, i * 0.01) for i in range(90)] + [(90 + i, 0.9 + i * 0.02) for i in range(11)]
+    rates = decile_rates(slow_end)
+    assert rates[0] == pytest.approx(100) and rates[-1] == pytest.approx(50)
+    assert decile_rates([(1, 1.0)] * 5) == []
+
+
+def test_expected_to_hold():
+    assert expected_to_hold("shift", "buffer:1") and expected_to_hold("reencode", "buffer:0")
+    assert not expected_to_hold("keep", "buffer:0") and not expected_to_hold("shift", "none")
+
+
+def test_doctests():
+    result = doctest.testmod(run_module)
+    assert result.attempted >= 3 and result.failed == 0

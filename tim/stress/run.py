@@ -1,0 +1,344 @@
+"""One stress run: a forced tree shape, far past the context window, with oracle O6 checked."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tim.errors import TimError
+from tim.stress.shape import Content, StressShape, check_segments, make_lookup, stream_segments
+
+__all__ = [
+    "PositionWindowError",
+    "StressCheckError",
+    "StressReport",
+    "compare",
+    "decile_rates",
+    "expected_to_hold",
+    "stress",
+]
+
+POSITION_POLICIES = ("shift", "reencode", "keep")
+PRUNING_RULES = ("none", "buffer:0", "buffer:1", "buffer:2")
+DEFAULT_QUESTION = "Work through a long plan, one small step at a time."
+
+
+class PositionWindowError(TimError):
+    """A position id reached the model's context window (RoPE past its trained range)."""
+
+
+class StressCheckError(TimError):
+    """A stress run broke one of its checks: live KV over the budget, a run that ended
+    without its answer, or a tree that does not have the forced shape."""
+
+
+def expected_to_hold(positions: str, pruning: str) -> bool:
+    """Whether O6 should hold: ``keep`` grows positions without bound and ``none`` never frees."""
+    return positions != "keep" and pruning != "none"
+
+
+@dataclass
+class StressReport:
+    """What one stress run did, and whether its checks held.
+
+    ``failure`` is None when every check held, else ``"<ErrorName>: <message>"``. The
+    timeline has one row per step: ``(tokens processed, live KV tokens, max position id
+    so far, seconds since the start)``.
+    ``decile_tokens_per_s[i]`` is the speed (tokens written per second) over the i-th tenth
+    of the run's tokens; the prompt's prefill step is left out.
+    """
+
+    model: str
+    format: str
+    positions: str
+    pruning: str
+    shape: StressShape
+    window: int
+    kv_budget_tokens: int
+    prompt_tokens: int = 0
+    total_tokens: int = 0  # prompt + every token written once (sampled and forced)
+    tokens_processed: int = 0  # fed through the model; re-encoded tokens count again
+    peak_live_tokens: int = 0
+    max_position_id: int = 0
+    num_evicted: int = 0
+    num_steps: int = 0
+    wall_time_s: float = 0.0
+    decile_tokens_per_s: list[float] = field(default_factory=list)
+    timeline: list[tuple[int, int, int, float]] = field(default_factory=list)
+    answer: str | None = None
+    needle_answered: bool | None = None  # None: no needle planted
+    failure: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    @property
+    def failure_name(self) -> str | None:
+        return None if self.failure is None else self.failure.split(":", 1)[0]
+
+    @property
+    def expected_to_hold(self) -> bool:
+        return expected_to_hold(self.positions, self.pruning)
+
+    @property
+    def window_ratio(self) -> float:
+        """Total tokens ÷ context window."""
+        return self.total_tokens / self.window
+
+    @property
+    def live_ratio(self) -> float:
+        """Peak live KV tokens ÷ total tokens."""
+        return self.peak_live_tokens / self.total_tokens if self.total_tokens else 0.0
+
+    @property
+    def steady_ratio(self) -> float | None:
+        """Tokens/s over the last tenth ÷ the first tenth (1.0 is flat)."""
+        rates = self.decile_tokens_per_s
+        return rates[-1] / rates[0] if len(rates) == 10 and rates[0] > 0 else None
+
+
+def stress(
+    model: Any = None,
+    *,
+    shape: StressShape | None = None,
+    format: str = "thread2",
+    positions: str = "shift",
+    pruning: str = "buffer:0",
+    window: int | None = None,
+    kv_budget_tokens: int | None = None,
+    max_workers: int = 4,
+    temperature: float = 0.0,
+    seed: int = 0,
+    question: str = DEFAULT_QUESTION,
+    instructions: bool | None = None,
+) -> StressReport:
+    """Run one forced-shape tree and check oracle O6 on it.
+
+    Parameters
+    ----------
+    model : str, LoadedModel, (model, tokenizer) or None
+        None: a tiny random Qwen3 (2 layers, hidden 64, ``max_position_embeddings=512``).
+        A string goes to :func:`tim.models.load_model` (e.g. ``"smollm2-135m"``).
+    shape : StressShape
+        Depth, fan-out, tokens per field, top-level tasks, tool calls, needle.
+    format, positions, pruning, max_workers
+        See :class:`tim.engine.config.EngineConfig`.
+    window : int, optional
+        The context window positions must stay below; default the model's
+        ``max_position_embeddings``. A smaller one makes a real model's run shorter.
+    kv_budget_tokens : int, optional
+        KV slots in the page pool; default ``window``.
+    temperature, seed
+        Content sampling: greedy at 0, else seeded per stream.
+    question : str
+        The user message of the prompt.
+    instructions : bool, optional
+        Put the format's instructions in the prompt (chat template). Default: only for a
+        named model (the tiny model's byte tokens would fill its window).
+
+    Returns
+    -------
+    StressReport
+        Failures (``KVBudgetError``, ``PositionWindowError``, ...) are recorded in
+        ``report.failure``, never raised.
+
+    Raises
+    ------
+    ValueError
+        For a bad configuration value, quoted.
+    TimError
+        When the model cannot be loaded or run.
+
+    Examples
+    --------
+    >>> from tim.stress import StressShape, stress
+    >>> report = stress(shape=StressShape(num_tasks=2, depth=2, fanout=2, thought_tokens=4,
+    ...                                   conclusion_tokens=4, answer_tokens=4))
+    >>> report.ok, report.max_position_id < report.window
+    (True, True)
+    """
+    import torch
+
+    from tim.engine.config import EngineConfig
+    from tim.engine.engine import Engine
+    from tim.models.spec import inspect_model
+    from tim.result import tree_of_record
+    from tim.stress.chooser import ShapeChooser, allowed_token_mask
+
+    shape = shape or StressShape()
+    loaded, name = resolve_model(model)
+    lm, tokenizer = loaded[0], loaded[1]
+    spec = inspect_model(lm)
+    window = _window(window, spec.max_position_embeddings)
+    budget = window if kv_budget_tokens is None else kv_budget_tokens
+    segments = stream_segments(shape, format)
+    check_segments(shape, format, segments)
+    tools = (make_lookup(shape.tool_result_chars),) if shape.tool_calls != "none" else ()
+    upper = sum(s.num_tokens if isinstance(s, Content) else len(s.text)
+                for segs in segments.values() for s in segs)  # chars bound literal tokens
+    config = EngineConfig(
+        format=format, max_workers=max_workers, pruning=pruning, positions=positions,
+        max_new_tokens=upper + 16, kv_budget_tokens=budget, structure="free",
+        max_depth=shape.depth, max_fanout=max(shape.fanout, shape.num_tasks),
+    )
+    with_instructions = isinstance(model, str) if instructions is None else instructions
+    prompt = _prompt(tokenizer, format, tools, question, with_instructions)
+    report = StressReport(name, format, positions, pruning, shape, window, budget,
+                          prompt_tokens=len(prompt))
+    if len(prompt) >= window:
+        report.failure = (f"PositionWindowError: the prompt alone has {len(prompt)} tokens, "
+                          f"window {window}")
+        return report
+
+    chooser = ShapeChooser(segments, tokenizer, allowed_token_mask(tokenizer, spec.vocab_size),
+                           temperature=temperature, seed=seed)
+    engine = Engine(lm, tokenizer, config, tools=tools)
+    seen: list[Any] = []  # the record, kept even when run() raises
+    rows: list[tuple[int, int, int, int, float]] = []  # (written, processed, live, max pos, t)
+
+    def on_step(record: Any) -> None:
+        if not seen:
+            seen.append(record)
+        _, processed, live, _ = record.timeline[-1]
+        written = len(prompt) + record.num_generated + record.num_forced
+        rows.append((written, processed, live, record.max_position, time.perf_counter() - start))
+        if record.max_position >= window:
+            raise PositionWindowError(f"positions passed the context window (max position "
+                                      f"id {record.max_position} >= window {window})")
+
+    start = time.perf_counter()
+    with torch.inference_mode():
+        try:
+            record = engine.run(prompt, chooser=chooser, on_step=on_step)
+        except TimError as exc:
+            record = seen[0] if seen else None
+            report.failure = f"{type(exc).__name__}: {exc}"
+    report.wall_time_s = time.perf_counter() - start
+    if record is not None:
+        _fill(report, record, rows)
+    if report.failure is None:
+        report.failure = _check(report, record, shape, tree_of_record(record))
+    return report
+
+
+def compare(
+    model: Any = None,
+    *,
+    positions: Sequence[str] = POSITION_POLICIES,
+    pruning: Sequence[str] = PRUNING_RULES,
+    **kwargs: Any,
+) -> list[StressReport]:
+    """One :func:`stress` run per (position policy, pruning rule), on one loaded model.
+
+    ``kwargs`` go to every run. Runs expected to fail (``keep``, ``none``) stop at their
+    first broken bound, so they cost little.
+
+    Examples
+    --------
+    >>> from tim.stress import StressShape, compare
+    >>> reports = compare(shape=StressShape(num_tasks=2, depth=3, fanout=3),
+    ...                   positions=["shift", "keep"], pruning=["buffer:0"])
+    >>> [(r.positions, r.failure_name) for r in reports]
+    [('shift', None), ('keep', 'PositionWindowError')]
+    """
+    if kwargs.get("instructions") is None:  # as stress() decides it, before loading
+        kwargs["instructions"] = isinstance(model, str)
+    loaded, _ = resolve_model(model)
+    return [stress(loaded, positions=pos, pruning=rule, **kwargs)
+            for pos in positions for rule in pruning]
+
+
+def _window(window: int | None, model_window: int | None) -> int:
+    window = window if window is not None else model_window
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be an int >= 1, got {window!r}")
+    if model_window is not None and window > model_window:
+        raise ValueError(f"window must be at most the model's max_position_embeddings "
+                         f"({model_window}), got {window!r}")
+    return window
+
+
+def _prompt(tokenizer: Any, format: str, tools: Sequence[Any], question: str,
+            instructions: bool) -> list[int]:
+    """The chat-template prompt with the format's instructions, or the bare question."""
+    if not instructions:
+        return tokenizer.encode(question + "\n", add_special_tokens=False)
+    from tim.api import build_prompt
+    from tim.tools import ToolRegistry
+    from tim.tree import get_format
+
+    text = get_format(format).instructions(ToolRegistry(tools).specs)
+    return build_prompt(tokenizer, text, question)
+
+
+def _fill(report: StressReport, record: Any, rows: list[tuple[int, int, int, int, float]]) -> None:
+    report.total_tokens = report.prompt_tokens + record.num_generated + record.num_forced
+    report.tokens_processed = rows[-1][1] if rows else 0
+    report.peak_live_tokens = record.peak_live_tokens
+    report.max_position_id = record.max_position
+    report.num_evicted = record.num_evicted
+    report.num_steps = record.num_steps
+    report.timeline = [row[1:] for row in rows]
+    report.decile_tokens_per_s = decile_rates([(row[0], row[-1]) for row in rows[1:]])
+
+
+def _check(report: StressReport, record: Any, shape: StressShape, tree: Any) -> str | None:
+    """The O6 checks on a run that finished; a failure string, or None."""
+    if record.error is not None:
+        return f"StressCheckError: the run ended early: {record.error}"
+    if report.max_position_id >= report.window:  # on_step stops such a run; belt and braces
+        return (f"PositionWindowError: positions passed the context window (max position id "
+                f"{report.max_position_id} >= window {report.window})")
+    if report.peak_live_tokens > report.kv_budget_tokens:
+        return (f"StressCheckError: peak live KV {report.peak_live_tokens} tokens > budget "
+                f"{report.kv_budget_tokens}")
+    if tree is None or sum(1 for _ in tree.walk()) != shape.num_task_nodes:
+        return "StressCheckError: the streams' text is not a tree of the forced shape"
+    report.answer = tree.answer
+    if shape.needle is not None:
+        report.needle_answered = shape.needle in (tree.answer or "")
+    return None
+
+
+def decile_rates(points: Sequence[tuple[int, float]]) -> list[float]:
+    """Tokens/s over each tenth of the tokens, from ``(tokens so far, seconds)`` points.
+
+    A tenth's rate is its tokens over the time between the first points at or past its
+    two edges (the first point is the origin). Fewer than 11 points give ``[]``.
+
+    Examples
+    --------
+    >>> decile_rates([(i * 10, i * 0.5) for i in range(21)])[:3]
+    [20.0, 20.0, 20.0]
+    """
+    if len(points) < 11:
+        return []
+    import bisect
+
+    tokens = [p[0] for p in points]
+    first, last = tokens[0], tokens[-1]
+    edges = [points[bisect.bisect_left(tokens, first + (last - first) * k / 10)]
+             for k in range(11)]
+    return [(b[0] - a[0]) / (b[1] - a[1]) if b[1] > a[1] else 0.0
+            for a, b in zip(edges, edges[1:], strict=False)]
+
+
+def resolve_model(model: Any) -> tuple[Any, str]:
+    """``(LoadedModel-like (model, tokenizer, ...), display name)`` for ``stress(model=...)``."""
+    from tim.models import load_model
+    from tim.stress.model import stress_model
+
+    if model is None:
+        loaded = stress_model()
+        return loaded, loaded.name
+    if isinstance(model, str):
+        loaded = load_model(model, quiet=True)
+        return loaded, loaded.name
+    if isinstance(model, tuple) and len(model) >= 2:  # LoadedModel is a tuple too
+        name = model[2] if len(model) > 2 else type(model[0]).__name__
+        return model, str(name)
+    raise ValueError(f"model must be None, a name, a LoadedModel or a (model, tokenizer) "
+                     f"pair, got {type(model).__name__}")
