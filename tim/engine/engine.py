@@ -138,7 +138,7 @@ class _Run:
         self.tracker = PruneTracker(cfg.rule)
         self.record = RunRecord(cfg.format, cfg.pruning_name, cfg.positions, prompt_ids)
         self.streams: dict[Path, Stream] = {}
-        self.waiting: list[Stream] = []  # queued children, first come first served
+        self.waiting: list[Stream] = []  # queued children, newest fork first
         self.task_ids: dict[Path, int] = {}
         self.list_ids: dict[Path, int] = {}
         self.anchors: dict[int, ListAnchors] = {}  # list id -> anchor spans
@@ -343,7 +343,9 @@ class _Run:
         for i, title in enumerate(parent.plan):
             child = self._new_stream((*parent.path, i), title=title, status=StreamStatus.QUEUED)
             parent.children.append(child)
-            self.waiting.append(child)
+        # the newest fork's children go first (depth first): an open parent keeps its view
+        # alive, so finishing deep work before starting new branches bounds live KV
+        self.waiting[:0] = parent.children
         self.record.forks.append(
             ForkRecord(self.record.num_steps, parent.path, tuple(c.path for c in parent.children))
         )
