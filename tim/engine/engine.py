@@ -194,8 +194,8 @@ class _Run:
         view = stream.view
         take = stream.queue[: self.cfg.prefill_chunk]
         del stream.queue[: len(take)]
-        closes = [path for kind, path in stream.anchor_requests if kind == "close"]
-        if closes and take:
+        closes_list = any(kind == "close" for kind, _ in stream.anchor_requests)
+        if closes_list and take:
             self.store.seal(view)  # the ']' token starts a fresh span: the list ends before it
         first_new = view.num_tokens
         if take:
@@ -214,7 +214,8 @@ class _Run:
                 self.prune_due = True
         stream.anchor_requests = [r for r in stream.anchor_requests if r[0] == "close" and not take]
         n = len(take) + stream.num_recompute
-        self.record.num_reencoded += stream.num_recompute if stream.record.token_ids else 0
+        if stream.record.token_ids:  # (the root's first feed is the prompt, not a re-encode)
+            self.record.num_reencoded += stream.num_recompute
         stream.num_recompute = 0
         if len(take) > 1:
             self.record.num_prefilled += len(take) - 1
