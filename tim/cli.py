@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the bundled SmolLM2-135M on a question")
     demo.add_argument("question", nargs="?", default=DEMO_QUESTION)
     _add_run_options(demo, model_default="smollm2-135m")
-    demo.set_defaults(json="tim-demo.json", max_new_tokens=1200, max_string_chars=100)
+    # buffer:0 so that even a small demo tree shows a list leaving the KV cache
+    demo.set_defaults(json="tim-demo.json", max_new_tokens=1200, max_string_chars=100,
+                      pruning="buffer:0")
 
     run = sub.add_parser("run", help="reason about a question with any model")
     run.add_argument("question")
