@@ -9,9 +9,10 @@ from typing import Any
 
 from tim.engine.record import RunRecord
 from tim.errors import FormatError, TraceError
-from tim.tree import TaskStatus, TaskTree, get_format
+from tim.tree import Path, TaskStatus, TaskTree, get_format
 
-__all__ = ["Stats", "Result", "RUN_FILE_VERSION", "tree_of_record"]
+__all__ = ["Stats", "Result", "RUN_FILE_VERSION", "tree_of_record", "pruned_owners",
+           "is_pruned"]
 
 RUN_FILE_VERSION = 1
 
@@ -51,6 +52,16 @@ class Stats:
         )
 
 
+def pruned_owners(record: RunRecord) -> set[Path]:
+    """Tasks whose subtask list some view evicted."""
+    return {e.list_owner for e in record.evictions if not e.deferred and e.num_tokens}
+
+
+def is_pruned(path: Path, owners: set[Path]) -> bool:
+    """True when the task at ``path`` sat inside an evicted list (strictly below an owner)."""
+    return any(len(path) > len(owner) and path[: len(owner)] == owner for owner in owners)
+
+
 def tree_of_record(record: RunRecord) -> TaskTree | None:
     """The task tree the streams wrote, with run metadata; None if the run left it unfinished.
 
@@ -63,11 +74,11 @@ def tree_of_record(record: RunRecord) -> TaskTree | None:
         tree = fmt.parse(texts) if fmt.forks else fmt.parse(texts[()])
     except FormatError:
         return None
-    pruned_owners = {e.list_owner for e in record.evictions if not e.deferred and e.num_tokens}
+    owners = pruned_owners(record)
     for path, task in tree.walk():
         task.node_id = "/".join(map(str, path))
         task.status = TaskStatus.DONE
-        task.pruned = any(path[: len(o)] == o and len(path) > len(o) for o in pruned_owners)
+        task.pruned = is_pruned(path, owners)
         stream = record.streams.get(path)
         task.num_tokens = len(stream.token_ids) if stream is not None and path else 0
     return tree

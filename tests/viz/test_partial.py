@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from tim.engine.record import EvictionRecord, RunRecord, StreamRecord
+from tim.result import pruned_owners
 from tim.tree import TaskStatus, get_format
 from tim.viz import load_run, partial_tree
-from tim.viz.partial import pruned_owners
 
 
 def _thread2(text: str, error: str | None = None) -> RunRecord:

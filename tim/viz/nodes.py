@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from tim.result import is_pruned
 from tim.tree import Path, TaskStatus, ToolUse, get_format
 from tim.viz.load import RunView
 
@@ -80,8 +81,7 @@ def describe_tasks(view: RunView) -> list[TaskInfo]:
             tooluse=task.tooluse,
             num_children=len(task.subtasks or ()),
             positions=positions,
-            evicted=tuple(ev for owner, ev in evictions
-                          if len(path) > len(owner) and path[: len(owner)] == owner),
+            evicted=tuple(ev for owner, ev in evictions if is_pruned(path, {owner})),
         ))
     return out
 

@@ -18,14 +18,10 @@ import json
 from typing import Any
 
 from tim.engine.record import RunRecord
+from tim.result import is_pruned, pruned_owners
 from tim.tree import EventKind, Path, Task, TaskStatus, TaskTree, ToolUse, get_format
 
-__all__ = ["partial_tree", "pruned_owners"]
-
-
-def pruned_owners(record: RunRecord) -> set[Path]:
-    """Tasks whose subtask list some view evicted (the list's tasks are then ``pruned``)."""
-    return {e.list_owner for e in record.evictions if not e.deferred and e.num_tokens}
+__all__ = ["partial_tree"]
 
 
 def partial_tree(record: RunRecord) -> TaskTree | None:
@@ -122,7 +118,7 @@ def _tasks(parent: Path, tasks: dict, children: dict, pruned: set[Path]) -> list
             node_id="/".join(map(str, path)),
             status=status,
             num_tokens=info.get("num_tokens", 0),
-            pruned=any(path[: len(o)] == o and len(path) > len(o) for o in pruned),
+            pruned=is_pruned(path, pruned),
             error=info.get("error"),
         ))
     return out
