@@ -67,3 +67,26 @@ def test_bad_arguments_are_value_errors():
         tim.Runtime(model=tiny_model("qwen3")[:2], positions="sideways")
     with pytest.raises(ValueError, match="bufer:1"):
         tim.Runtime(model=tiny_model("qwen3")[:2], pruning="bufer:1")
+
+
+def test_reason_many_decodes_requests_together_and_matches_solo_runs(rt, monkeypatch):
+    from tim.engine.runner import ModelRunner
+
+    forwards = []
+    real_run = ModelRunner.run
+    monkeypatch.setattr(ModelRunner, "run", lambda self, batch: forwards.append(1)
+                        or real_run(self, batch))
+    rt.config = type(rt.config)(**{**rt.config.__dict__, "max_string_chars": 4})
+    questions = ["2 + 2?", "what is 3 * 3?", "name a colour"]
+    together = rt.reason_many(questions, max_new_tokens=2000, temperature=0)
+    assert [r.question for r in together] == questions
+    # one forward per step serves every request that has something to feed
+    assert len(forwards) == max(r.stats.num_steps for r in together)
+    assert len(forwards) < sum(r.stats.num_steps for r in together)
+    monkeypatch.undo()
+    for question, shared in zip(questions, together, strict=True):
+        alone = rt.reason(question, max_new_tokens=2000, temperature=0)
+        # greedy decoding: the same tree whether or not other requests share the batch
+        assert {p: s.text for p, s in shared.streams.items()} == \
+               {p: s.text for p, s in alone.streams.items()}
+        assert shared.tree == alone.tree

@@ -130,6 +130,43 @@ class Runtime:
             self._active = None
         return Result.of(record, question=question, model=self.loaded.name)
 
+    def reason_many(
+        self,
+        questions: Sequence[str],
+        *,
+        max_new_tokens: int = 4096,
+        temperature: float = 0.7,
+        top_p: float = 0.95,
+        top_k: int = 0,
+    ) -> list[Result]:
+        """Reason about several questions at once: their streams share every forward.
+
+        Each question gets its own tree, budget and sampling seed (``seed + i``); the KV
+        budget is shared. Tools are not offered here (use :meth:`reason`).
+
+        Examples
+        --------
+        >>> from tim.models import tiny_model
+        >>> rt = Runtime(model=tiny_model("qwen3")[:2], format="thread2", max_depth=1)
+        >>> results = rt.reason_many(["2 + 2?", "3 + 3?"], max_new_tokens=20)
+        >>> [r.question for r in results]
+        ['2 + 2?', '3 + 3?']
+        """
+        for question in questions:
+            if not isinstance(question, str) or not question.strip():
+                raise ValueError(f"every question must be a non-empty string, got {question!r}")
+        engine = self._active = self.engine(max_new_tokens=max_new_tokens)
+        instructions = self.format.instructions(())
+        prompts = [build_prompt(self.tokenizer, instructions, q) for q in questions]
+        sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
+                                  seed=self.seed)
+        try:
+            records = engine.run_many(prompts, sampling=sampling)
+        finally:
+            self._active = None
+        return [Result.of(r, question=q, model=self.loaded.name)
+                for r, q in zip(records, questions, strict=True)]
+
     def cancel(self) -> None:
         """Stop the running :meth:`reason` (from another thread) after its current step.
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import wait as wait_futures
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -71,6 +72,24 @@ class Engine:
                                        vocab_size=self.spec.vocab_size)
         self._cancelled = threading.Event()
 
+    def new_runner(self) -> ModelRunner:
+        """A model runner over a fresh KV store sized by ``kv_budget_tokens``."""
+        cfg, spec = self.config, self.spec
+        store = KVStore(
+            CacheConfig(
+                num_layers=spec.num_layers,
+                num_kv_heads=spec.num_kv_heads,
+                head_dim=spec.head_dim,
+                num_pages=num_pages_for_tokens(cfg.kv_budget_tokens, cfg.page_size),
+                page_size=cfg.page_size,
+                position_policy=cfg.positions,
+                dtype=spec.dtype,
+                device=spec.device,
+            ),
+            rope_inv_freq=spec.inv_freq,
+        )
+        return ModelRunner(self.model, store)
+
     def cancel(self) -> None:
         """Stop the current run after its step; its pages are freed as usual."""
         self._cancelled.set()
@@ -109,30 +128,82 @@ class Engine:
         return run.record
 
 
+    def run_many(
+        self,
+        prompts: Sequence[Sequence[int]],
+        *,
+        sampling: SamplingParams | None = None,
+        on_step: Callable[[list[RunRecord]], None] | None = None,
+    ) -> list[RunRecord]:
+        """Decode one tree per prompt, all in the same batches over one KV store.
+
+        Every step packs the ready streams of every request into one forward, so requests
+        share the model's weight reads the way sibling workers do. ``max_workers`` and
+        ``max_new_tokens`` hold per request; ``kv_budget_tokens`` is shared. Request ``i``
+        samples with seed ``sampling.seed + i``.
+        """
+        sampling = sampling or SamplingParams()
+        runner = self.new_runner()
+        runs = [
+            _Run(self, list(p), SamplingChooser(replace(sampling, seed=sampling.seed + i)),
+                 constrained=True, on_event=None, runner=runner)
+            for i, p in enumerate(prompts)
+        ]
+        self._cancelled.clear()
+        start = time.perf_counter()
+        try:
+            while not all(run.finished for run in runs):
+                self._step_together([run for run in runs if not run.finished], runner)
+                if on_step is not None:
+                    on_step([run.record for run in runs])
+                if self._cancelled.is_set():
+                    for run in runs:
+                        run.record.error = run.record.error or "cancelled"
+                    break
+        finally:
+            for run in runs:
+                run.drop_views()
+                run.record.wall_time_s = time.perf_counter() - start
+            check_no_leak(runner.store)
+        return [run.record for run in runs]
+
+    def _step_together(self, runs: list[_Run], runner: ModelRunner) -> None:
+        work = [(run, stream, inp) for run in runs for stream, inp in run.prepare()]
+        busy = {id(run) for run, _, _ in work}
+        for run in runs:  # a request with nothing to feed: waiting on a tool, or stalled
+            if id(run) not in busy:
+                run.stop_if_stalled()
+        if not work:
+            waiting = [run for run in runs if run.has_pending_tools()]
+            if waiting:
+                waiting[0]._wait_or_stop()
+            return
+        batch = build_batch([inp for _, _, inp in work], cascade=runs[0].cascade,
+                            min_prefix_len=self.config.cascade_min_prefix)
+        logits = runner.run(batch)  # (B_logits, V)
+        for run in runs:
+            rows = [r for r, i in enumerate(batch.sampling) if work[i][0] is run]
+            run.sample([work[batch.sampling[r]][1] for r in rows], logits[rows])
+        for run in runs:
+            fed = [stream for owner, stream, _ in work if owner is run]
+            if fed:
+                run.finish_step(fed, sum(len(inp.token_ids) for owner, _, inp in work
+                                          if owner is run))
+
+
 class _Run:
     """State of one run. The engine's config and model are shared; everything here is not."""
 
     def __init__(self, engine: Engine, prompt_ids: list[int], chooser: Chooser,
-                 *, constrained: bool, on_event: Callable[[RunEvent], None] | None) -> None:
+                 *, constrained: bool, on_event: Callable[[RunEvent], None] | None,
+                 runner: ModelRunner | None = None) -> None:
         cfg = engine.config
         self.on_event = on_event
         self.grammars = engine.grammars if constrained else None  # replays follow their record
         self.engine, self.cfg, self.fmt, self.chooser = engine, cfg, engine.format, chooser
         spec = engine.spec
-        self.store = KVStore(
-            CacheConfig(
-                num_layers=spec.num_layers,
-                num_kv_heads=spec.num_kv_heads,
-                head_dim=spec.head_dim,
-                num_pages=num_pages_for_tokens(cfg.kv_budget_tokens, cfg.page_size),
-                page_size=cfg.page_size,
-                position_policy=cfg.positions,
-                dtype=spec.dtype,
-                device=spec.device,
-            ),
-            rope_inv_freq=spec.inv_freq,
-        )
-        self.runner = ModelRunner(engine.model, self.store)
+        self.runner = runner or engine.new_runner()  # shared when requests decode together
+        self.store = self.runner.store
         windowed = any(spec.layer_sliding_window(i) for i in range(spec.num_layers))
         self.cascade = cfg.cascade and not windowed  # a window needs each whole view
         self.tracker = PruneTracker(cfg.rule)
@@ -158,9 +229,7 @@ class _Run:
 
     # ------------------------------------------------------------------ one step
     def step(self) -> None:
-        self._collect_tools()
-        self._start_waiting_children()
-        scheduled = self._schedule()
+        scheduled = self.prepare()
         if not scheduled:
             self._wait_or_stop()
             return
@@ -169,15 +238,26 @@ class _Run:
             min_prefix_len=self.cfg.cascade_min_prefix,
         )
         logits = self.runner.run(batch)  # (B_logits, V)
-        streams = [scheduled[i][0] for i in batch.sampling]
+        self.sample([scheduled[i][0] for i in batch.sampling], logits)
+        self.finish_step([s for s, _ in scheduled], batch.num_tokens)
+
+    def prepare(self) -> list[tuple[Stream, WorkerInput]]:
+        """Tool results in, waiting children started; the streams to feed this step."""
+        self._collect_tools()
+        self._start_waiting_children()
+        return self._schedule()
+
+    def sample(self, streams: list[Stream], logits: torch.Tensor) -> None:
+        """Pick each stream's next token from its row of ``logits`` (B, V)."""
         if streams:
-            bitmask = self._masks(streams)
-            picked = self.chooser.choose(streams, logits, bitmask)
+            picked = self.chooser.choose(streams, logits, self._masks(streams))
             for stream, (token, logprob) in zip(streams, picked, strict=True):
                 self._take_sampled(stream, token, logprob)
-        self._after_flushes([s for s, _ in scheduled])
+
+    def finish_step(self, fed: list[Stream], num_tokens: int) -> None:
+        self._after_flushes(fed)
         self._prune()
-        self._note_step(batch.num_tokens, len(scheduled))
+        self._note_step(num_tokens, len(fed))
 
     def _schedule(self) -> list[tuple[Stream, WorkerInput]]:
         scheduled = []
@@ -426,6 +506,13 @@ class _Run:
             return
         self._force(stream, text[len(extra):])
 
+    def has_pending_tools(self) -> bool:
+        return any(s.status is StreamStatus.WAITING_TOOL for s in self.streams.values())
+
+    def stop_if_stalled(self) -> None:
+        if not self.finished and not self.has_pending_tools():
+            self._wait_or_stop()
+
     def _wait_or_stop(self) -> None:
         """Nothing to feed: wait for a tool (the executor always resolves, timeouts included),
         or stop a run that can make no progress."""
@@ -508,19 +595,39 @@ class _Run:
         rec.num_steps += 1
         self.num_processed += num_tokens
         rec.max_concurrency = max(rec.max_concurrency, num_streams)
-        rec.peak_live_tokens = max(rec.peak_live_tokens, self.store.num_live_tokens)
-        rec.max_position = max(rec.max_position, self.store.peak_position or 0)
-        rec.timeline.append((rec.num_steps, self.num_processed, self.store.num_live_tokens,
-                             num_streams))
+        live, max_position = self._live_tokens()
+        rec.peak_live_tokens = max(rec.peak_live_tokens, live)
+        rec.max_position = max(rec.max_position, max_position)
+        rec.timeline.append((rec.num_steps, self.num_processed, live, num_streams))
         if rec.num_generated >= self.cfg.max_new_tokens and not self.finished:
             rec.error = f"max_new_tokens={self.cfg.max_new_tokens} reached before the answer"
             self.finished = True
 
+    def _live_tokens(self) -> tuple[int, int]:
+        """(distinct KV tokens this run's live views hold, their largest position id)."""
+        spans, max_position = {}, 0
+        for stream in self.streams.values():
+            view = stream.view
+            if view is not None and view.is_alive:
+                spans.update((id(span), len(span)) for span in view.spans)
+                max_position = max(max_position, view.max_position or 0)
+        return sum(spans.values()), max_position
+
+    def drop_views(self) -> None:
+        """Free every view this run holds."""
+        self.tools.shutdown()
+        for stream in self.streams.values():
+            if stream.view is not None and stream.view.is_alive:
+                self.store.drop(stream.view)
+
     def close(self) -> None:
         """Free every view and check the store: no page leaks, whatever happened."""
-        self.tools.shutdown()
-        for view in list(self.store.views):
-            self.store.drop(view)
-        self.store.check_integrity()
-        if self.store.pool.num_free_pages != self.store.pool.num_pages:
-            raise TimError("page leak: pages still in use after every view was dropped")
+        self.drop_views()
+        check_no_leak(self.store)
+
+
+def check_no_leak(store: KVStore) -> None:
+    """Every page back in the pool, every invariant intact; raise otherwise."""
+    store.check_integrity()
+    if store.views or store.pool.num_free_pages != store.pool.num_pages:
+        raise TimError("page leak: pages still in use after every view was dropped")
