@@ -1,33 +1,25 @@
-"""The step loop: schedule -> run -> sample -> parse -> handle events -> prune -> free."""
+"""The engine: a model, a configuration and tools; :meth:`Engine.run` decodes one tree."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED
-from concurrent.futures import wait as wait_futures
 from dataclasses import replace
 from typing import Any
 
-import torch
-
 from tim.cache import CacheConfig, KVStore, num_pages_for_tokens
-from tim.engine.batch import WorkerInput, build_batch
+from tim.engine.batch import build_batch
 from tim.engine.choosers import Chooser, SamplingChooser
 from tim.engine.config import EngineConfig
 from tim.engine.constraint import GrammarSet
-from tim.engine.detok import Detokenizer
-from tim.engine.record import EvictionRecord, ForkRecord, RunEvent, RunRecord, StreamRecord
+from tim.engine.record import RunEvent, RunRecord
+from tim.engine.run import Run, check_no_leak
 from tim.engine.runner import ModelRunner
-from tim.engine.sampler import SamplingParams, stream_generator
-from tim.engine.stream import ListAnchors, Stream, StreamStatus
-from tim.errors import TimError
+from tim.engine.sampler import SamplingParams
 from tim.models.spec import check_supported, inspect_model
-from tim.pruning import PruneTracker
-from tim.pruning.state import TaskStatus as PruneStatus
-from tim.tools import ToolExecutor, ToolOutcome, ToolRegistry
-from tim.tree import EventKind, Path, get_format
+from tim.tools import ToolRegistry
+from tim.tree import get_format
 
 __all__ = ["Engine"]
 
@@ -110,7 +102,7 @@ class Engine:
         :class:`~tim.engine.record.RunEvent`. :meth:`cancel` (from any thread) ends the run
         after the current step, with ``record.error`` saying so.
         """
-        run = _Run(self, list(prompt_ids), chooser or SamplingChooser(sampling or SamplingParams()),
+        run = Run(self, list(prompt_ids), chooser or SamplingChooser(sampling or SamplingParams()),
                    constrained=chooser is None, on_event=on_event)
         self._cancelled.clear()
         start = time.perf_counter()
@@ -145,7 +137,7 @@ class Engine:
         sampling = sampling or SamplingParams()
         runner = self.new_runner()
         runs = [
-            _Run(self, list(p), SamplingChooser(replace(sampling, seed=sampling.seed + i)),
+            Run(self, list(p), SamplingChooser(replace(sampling, seed=sampling.seed + i)),
                  constrained=True, on_event=None, runner=runner)
             for i, p in enumerate(prompts)
         ]
@@ -167,7 +159,7 @@ class Engine:
             check_no_leak(runner.store)
         return [run.record for run in runs]
 
-    def _step_together(self, runs: list[_Run], runner: ModelRunner) -> None:
+    def _step_together(self, runs: list[Run], runner: ModelRunner) -> None:
         work = [(run, stream, inp) for run in runs for stream, inp in run.prepare()]
         busy = {id(run) for run, _, _ in work}
         for run in runs:  # a request with nothing to feed: waiting on a tool, or stalled
@@ -189,445 +181,3 @@ class Engine:
             if fed:
                 run.finish_step(fed, sum(len(inp.token_ids) for owner, _, inp in work
                                           if owner is run))
-
-
-class _Run:
-    """State of one run. The engine's config and model are shared; everything here is not."""
-
-    def __init__(self, engine: Engine, prompt_ids: list[int], chooser: Chooser,
-                 *, constrained: bool, on_event: Callable[[RunEvent], None] | None,
-                 runner: ModelRunner | None = None) -> None:
-        cfg = engine.config
-        self.on_event = on_event
-        self.grammars = engine.grammars if constrained else None  # replays follow their record
-        self.engine, self.cfg, self.fmt, self.chooser = engine, cfg, engine.format, chooser
-        spec = engine.spec
-        self.runner = runner or engine.new_runner()  # shared when requests decode together
-        self.store = self.runner.store
-        windowed = any(spec.layer_sliding_window(i) for i in range(spec.num_layers))
-        self.cascade = cfg.cascade and not windowed  # a window needs each whole view
-        self.tracker = PruneTracker(cfg.rule)
-        self.record = RunRecord(cfg.format, cfg.pruning_name, cfg.positions, prompt_ids)
-        self.streams: dict[Path, Stream] = {}
-        self.waiting: list[Stream] = []  # queued children, newest fork first
-        self.task_ids: dict[Path, int] = {}
-        self.list_ids: dict[Path, int] = {}
-        self.anchors: dict[int, ListAnchors] = {}  # list id -> anchor spans
-        self.owner_of_list: dict[int, Path] = {}
-        self.tools = ToolExecutor(engine.tools, timeout_s=engine.tool_timeout_s)
-        self.finished = False
-        self.prune_due = False
-        self.num_processed = 0
-        if not prompt_ids:
-            raise ValueError("prompt_ids is empty: a run needs at least one prompt token")
-        root = self._new_stream((), view=self.store.new_view())
-        self.store.append(root.view, range(len(prompt_ids)), token_ids=prompt_ids, label="prompt")
-        self.store.seal(root.view)
-        root.num_recompute = len(prompt_ids)  # the prompt is "re-encoded" from nothing
-        self.record.num_prefilled += len(prompt_ids)
-        self.tracker.add_view(root.view.view_id)
-
-    # ------------------------------------------------------------------ one step
-    def step(self) -> None:
-        scheduled = self.prepare()
-        if not scheduled:
-            self._wait_or_stop()
-            return
-        batch = build_batch(
-            [inp for _, inp in scheduled], cascade=self.cascade,
-            min_prefix_len=self.cfg.cascade_min_prefix,
-        )
-        logits = self.runner.run(batch)  # (B_logits, V)
-        self.sample([scheduled[i][0] for i in batch.sampling], logits)
-        self.finish_step([s for s, _ in scheduled], batch.num_tokens)
-
-    def prepare(self) -> list[tuple[Stream, WorkerInput]]:
-        """Tool results in, waiting children started; the streams to feed this step."""
-        self._collect_tools()
-        self._start_waiting_children()
-        return self._schedule()
-
-    def sample(self, streams: list[Stream], logits: torch.Tensor) -> None:
-        """Pick each stream's next token from its row of ``logits`` (B, V)."""
-        if streams:
-            picked = self.chooser.choose(streams, logits, self._masks(streams))
-            for stream, (token, logprob) in zip(streams, picked, strict=True):
-                self._take_sampled(stream, token, logprob)
-
-    def finish_step(self, fed: list[Stream], num_tokens: int) -> None:
-        self._after_flushes(fed)
-        self._prune()
-        self._note_step(num_tokens, len(fed))
-
-    def _schedule(self) -> list[tuple[Stream, WorkerInput]]:
-        scheduled = []
-        for stream in self.streams.values():
-            if stream.status not in (StreamStatus.RUNNING, StreamStatus.FLUSHING):
-                continue
-            if not stream.queue and not stream.num_recompute:
-                continue
-            scheduled.append((stream, self._feed(stream)))
-        return scheduled
-
-    def _feed(self, stream: Stream) -> WorkerInput:
-        """Append the stream's queued tokens to its view; return the step's input."""
-        view = stream.view
-        take = stream.queue[: self.cfg.prefill_chunk]
-        del stream.queue[: len(take)]
-        closes_list = any(kind == "close" for kind, _ in stream.anchor_requests)
-        if closes_list and take:
-            self.store.seal(view)  # the ']' token starts a fresh span: the list ends before it
-        first_new = view.num_tokens
-        if take:
-            start = view.next_position
-            positions = range(start, start + len(take))
-            self.store.append(view, positions, token_ids=take, label="stream")
-            stream.record.position_ids.extend(positions)
-        for kind, path in stream.anchor_requests:
-            anchors = self.anchors[self.list_ids[path]]
-            if kind == "open":
-                self.store.seal(view)
-                anchors.before = view.spans[-1]
-            elif take:
-                anchors.after = view.spans[view.locate(first_new).span_index]
-                self.tracker.close_list(self.list_ids[path])
-                self.prune_due = True
-        stream.anchor_requests = [r for r in stream.anchor_requests if r[0] == "close" and not take]
-        n = len(take) + stream.num_recompute
-        if stream.record.token_ids:  # (the root's first feed is the prompt, not a re-encode)
-            self.record.num_reencoded += stream.num_recompute
-        stream.num_recompute = 0
-        if len(take) > 1:
-            self.record.num_prefilled += len(take) - 1
-        wants_logits = stream.status is StreamStatus.RUNNING and not stream.queue
-        return WorkerInput(
-            view=view,
-            token_ids=tuple(view.token_ids()[-n:].tolist()),
-            position_ids=tuple(view.position_ids()[-n:].tolist()),
-            wants_logits=wants_logits,
-        )
-
-    # ------------------------------------------------------------------ tokens -> events
-    def _masks(self, streams: list[Stream]) -> torch.Tensor | None:
-        if self.grammars is None:
-            return None
-        bitmask = self.grammars.new_bitmask(len(streams))
-        for row, stream in enumerate(streams):
-            stream.grammar.fill_mask(bitmask, row)
-        return bitmask
-
-    def _take_sampled(self, stream: Stream, token: int, logprob: float) -> None:
-        if stream.grammar is not None and not stream.grammar.consume([token]):
-            self._fail(stream, f"the grammar rejected sampled token {token}: "
-                               f"{stream.grammar.error}")
-            return
-        rec = stream.record
-        rec.token_ids.append(token)
-        rec.forced.append(False)
-        rec.logprobs.append(logprob)
-        stream.queue.append(token)
-        self.record.num_generated += 1
-        self._read(stream, stream.detok.push(token))
-
-    def _force(self, stream: Stream, text: str) -> None:
-        """Queue ``text`` as forced tokens and let the parser read it."""
-        ids = self.engine.tokenizer.encode(text, add_special_tokens=False)
-        if stream.grammar is not None and not stream.grammar.consume(ids):
-            self._fail(stream, f"the grammar rejected forced text {text!r}: "
-                               f"{stream.grammar.error}")
-            return
-        for token in ids:
-            stream.record.token_ids.append(token)
-            stream.record.forced.append(True)
-            stream.record.logprobs.append(None)
-            stream.queue.append(token)
-            self._read(stream, stream.detok.push(token))
-        self.record.num_forced += len(ids)
-
-    def _read(self, stream: Stream, text: str) -> None:
-        stream.record.text = stream.detok.text
-        if not text or stream.status is StreamStatus.FAILED:
-            return
-        self._emit("token", stream.path, text)
-        for event in stream.parser.feed(text):
-            stream.events.append(event)
-            self._handle(stream, event)
-
-    def _handle(self, stream: Stream, event) -> None:
-        kind, path = event.kind, event.path
-        if kind is EventKind.TASK_OPENED:
-            parent_list = self.list_ids.get(path[:-1]) if len(path) > 1 else None
-            self.task_ids[path] = self.tracker.open_task(parent_list=parent_list)
-            self._emit("task_opened", path)
-        elif kind is EventKind.SUBTASKS_OPENED and path:
-            list_id = self.tracker.open_list(self.task_ids[path], view=stream.view.view_id)
-            self.list_ids[path] = list_id
-            self.anchors[list_id] = ListAnchors()
-            self.owner_of_list[list_id] = path
-            if not self.fmt.forks:
-                stream.anchor_requests.append(("open", path))
-        elif kind is EventKind.PLAN_ITEM:
-            stream.plan.append(event.value)
-        elif kind is EventKind.SUBTASKS_CLOSED and self.fmt.forks and path == stream.path:
-            stream.fork_offset = event.offset
-            stream.status = StreamStatus.FLUSHING
-            if path:
-                stream.anchor_requests.append(("open", path))
-        elif kind is EventKind.SUBTASKS_CLOSED and path:
-            stream.anchor_requests.append(("close", path))
-        elif kind is EventKind.TASK_CLOSED:
-            self.tracker.finish_task(self.task_ids[path])
-            self._emit("task_closed", path)
-            if self.fmt.forks and path == stream.path:
-                stream.status = StreamStatus.FLUSHING
-        elif kind is EventKind.TOOLUSE_READY:
-            stream.status = StreamStatus.WAITING_TOOL
-            stream.tool_offset = event.offset
-            stream.tool_future = self.tools.submit(event.tool_name, event.value)
-            self._emit("tool_called", path, {"name": event.tool_name, "parameters": event.value})
-        elif kind is EventKind.DOCUMENT_CLOSED and not path:
-            stream.status = StreamStatus.DONE
-            self.finished = True
-        elif kind is EventKind.MALFORMED:
-            self._fail(stream, f"malformed output at offset {event.offset}: expected "
-                               f"{event.expected}, found {event.value}")
-
-    def _emit(self, kind: str, stream: Path, detail: Any = None) -> None:
-        if self.on_event is not None:
-            self.on_event(RunEvent(self.record.num_steps, kind, stream, detail))
-
-    def _fail(self, stream: Stream, message: str) -> None:
-        """End one stream with a located error; the rest of the tree goes on."""
-        stream.fail(message)
-        self._emit("failed", stream.path, stream.record.error)
-        if not stream.path:
-            self.record.error = stream.record.error
-            self.finished = True
-            return
-        parent = self.streams[stream.path[:-1]]
-        if parent.status is StreamStatus.WAITING_CHILDREN:
-            self._try_join(parent)
-
-    # ------------------------------------------------------------------ fork / join
-    def _after_flushes(self, fed: list[Stream]) -> None:
-        for stream in fed:
-            if stream.status is not StreamStatus.FLUSHING or stream.queue:
-                continue
-            if stream.plan and stream.num_joined == 0 and not stream.children:
-                self._fork(stream)
-            else:
-                stream.status = StreamStatus.DONE
-                self._try_join(self.streams[stream.path[:-1]])
-
-    def _fork(self, parent: Stream) -> None:
-        parent.status = StreamStatus.WAITING_CHILDREN
-        for i, title in enumerate(parent.plan):
-            child = self._new_stream((*parent.path, i), title=title, status=StreamStatus.QUEUED)
-            parent.children.append(child)
-        # the newest fork's children go first (depth first): an open parent keeps its view
-        # alive, so finishing deep work before starting new branches bounds live KV
-        self.waiting[:0] = parent.children
-        self.record.forks.append(
-            ForkRecord(self.record.num_steps, parent.path, tuple(c.path for c in parent.children))
-        )
-        self._emit("fork", parent.path, [c.path for c in parent.children])
-        self._start_waiting_children()
-
-    def _start_waiting_children(self) -> None:
-        while self.waiting and self._num_active() < self.cfg.max_workers:
-            child = self.waiting.pop(0)
-            parent = self.streams[child.path[:-1]]
-            child.view = self.store.fork(parent.view)
-            child.record.parent_tokens = parent.view.num_tokens
-            self.tracker.fork(parent.view.view_id, child.view.view_id)
-            child.status = StreamStatus.RUNNING
-            self._force(child, self.fmt.child_header(child.title))
-
-    def _try_join(self, parent: Stream) -> None:
-        """Join finished children in plan order; after the last, the parent resumes."""
-        while parent.num_joined < len(parent.children):
-            child = parent.children[parent.num_joined]
-            if child.status is StreamStatus.DONE:
-                self._join(parent, child)
-            elif child.status is StreamStatus.FAILED:
-                self.tracker.drop_view(child.view.view_id)
-                self.prune_due = True
-                self.store.drop(child.view)
-                if child.path in self.task_ids:
-                    self._finish_failed_task(child.path)
-            else:
-                return
-            parent.num_joined += 1
-        extra = parent.detok.text[parent.fork_offset:]  # text the fork token carried past ']'
-        join_text = self.fmt.join_text(parent.depth)
-        if not join_text.startswith(extra):
-            self._fail(parent, f"unexpected text {extra!r} after the plan's ']'")
-            return
-        parent.status = StreamStatus.RUNNING
-        if parent.path:
-            parent.anchor_requests.append(("close", parent.path))
-        self._force(parent, join_text[len(extra):])
-
-    def _join(self, parent: Stream, child: Stream) -> None:
-        view = parent.view
-        old_len, next_position = view.num_tokens, view.next_position
-        first_own = child.record.parent_tokens
-        child_first_position = int(child.view.position_ids()[first_own]) if len(child.view) > first_own else next_position
-        self._emit("join", child.path)
-        self.tracker.join(child.view.view_id, view.view_id)
-        self.prune_due = True
-        self.store.join(view, child.view)
-        delta = next_position - child_first_position
-        if delta and view.num_tokens > old_len:
-            # siblings decoded concurrently start at the same position: lay them end to end
-            self.store.shift(view, old_len, delta)
-
-    def _finish_failed_task(self, path: Path) -> None:
-        try:
-            self.tracker.finish_task(self.task_ids[path], PruneStatus.FAILED)
-            self.prune_due = True  # a failed task's open list completes with it
-        except ValueError:
-            pass  # already finished, or items of its list still run: they fail on their own
-
-    # ------------------------------------------------------------------ tools
-    def _collect_tools(self) -> None:
-        for stream in self.streams.values():
-            if stream.status is StreamStatus.WAITING_TOOL and stream.tool_future.done():
-                self._finish_tool(stream, stream.tool_future.result())
-
-    def _finish_tool(self, stream: Stream, outcome: ToolOutcome) -> None:
-        stream.tool_future = None
-        self._emit("tool_returned", stream.path, outcome.result_json)
-        text = self.fmt.tool_result_text(outcome.result_json)
-        extra = stream.detok.text[stream.tool_offset:]  # what the '}' token carried past it
-        stream.status = StreamStatus.RUNNING
-        if not text.startswith(extra):
-            self._fail(stream, f"unexpected text {extra!r} after the tool parameters")
-            return
-        self._force(stream, text[len(extra):])
-
-    def has_pending_tools(self) -> bool:
-        return any(s.status is StreamStatus.WAITING_TOOL for s in self.streams.values())
-
-    def stop_if_stalled(self) -> None:
-        if not self.finished and not self.has_pending_tools():
-            self._wait_or_stop()
-
-    def _wait_or_stop(self) -> None:
-        """Nothing to feed: wait for a tool (the executor always resolves, timeouts included),
-        or stop a run that can make no progress."""
-        pending = [s.tool_future for s in self.streams.values()
-                   if s.status is StreamStatus.WAITING_TOOL]
-        if pending:
-            wait_futures(pending, return_when=FIRST_COMPLETED)
-            return
-        if not self.finished:
-            self.record.error = self.record.error or "the run stalled: no stream can make progress"
-            self.finished = True
-
-    # ------------------------------------------------------------------ pruning
-    def _prune(self) -> None:
-        """Run the rule when the tree changed in a way it can see (a list completed, or a
-        view joined or dropped, which may release deferred lists)."""
-        if not self.prune_due:
-            return
-        self.prune_due = False
-        for plan in self.tracker.prune():
-            stream = self._stream_of_view(plan.view)
-            for list_id in plan.now:
-                self._evict_list(stream, list_id)
-
-    def _evict_list(self, stream: Stream, list_id: int) -> None:
-        anchors, view = self.anchors[list_id], stream.view
-        if anchors.before is None or anchors.after is None:
-            return
-        start = view.span_start(anchors.before) + len(anchors.before)
-        end = view.span_start(anchors.after)
-        if end <= start:
-            return
-        result = self.store.evict(view, start, end)
-        if result.reencode is not None:
-            stream.num_recompute = max(stream.num_recompute, view.num_tokens - start)
-        self.record.num_evicted += result.num_evicted
-        self._emit("pruned", stream.path, {"list_owner": self.owner_of_list[list_id],
-                                           "num_tokens": result.num_evicted})
-        self.record.evictions.append(
-            EvictionRecord(
-                step=self.record.num_steps,
-                stream=stream.path,
-                list_owner=self.owner_of_list[list_id],
-                num_tokens=result.num_evicted,
-                num_freed_pages=result.num_freed_pages,
-                num_moved=result.num_moved,
-                deferred=result.deferred,
-            )
-        )
-
-    def _stream_of_view(self, view_id: int) -> Stream:
-        for stream in self.streams.values():
-            if stream.view is not None and stream.view.is_alive and stream.view.view_id == view_id:
-                return stream
-        raise AssertionError(f"no live stream holds view {view_id}")
-
-    # ------------------------------------------------------------------ bookkeeping
-    def _new_stream(self, path: Path, *, view=None, title=None,
-                    status: StreamStatus = StreamStatus.RUNNING) -> Stream:
-        stream = Stream(
-            path=path,
-            parser=self.fmt.parser(path) if self.fmt.forks else self.fmt.parser(),
-            detok=Detokenizer(self.engine.tokenizer),
-            record=StreamRecord(path),
-            rng=stream_generator(self.chooser.seed, repr(path)),
-            status=status,
-            view=view,
-            title=title,
-            grammar=self.grammars.for_stream(len(path)) if self.grammars else None,
-        )
-        self.streams[path] = stream
-        self.record.streams[path] = stream.record
-        return stream
-
-    def _num_active(self) -> int:
-        return sum(1 for s in self.streams.values() if s.is_active)
-
-    def _note_step(self, num_tokens: int, num_streams: int) -> None:
-        rec = self.record
-        rec.num_steps += 1
-        self.num_processed += num_tokens
-        rec.max_concurrency = max(rec.max_concurrency, num_streams)
-        live, max_position = self._live_tokens()
-        rec.peak_live_tokens = max(rec.peak_live_tokens, live)
-        rec.max_position = max(rec.max_position, max_position)
-        rec.timeline.append((rec.num_steps, self.num_processed, live, num_streams))
-        if rec.num_generated >= self.cfg.max_new_tokens and not self.finished:
-            rec.error = f"max_new_tokens={self.cfg.max_new_tokens} reached before the answer"
-            self.finished = True
-
-    def _live_tokens(self) -> tuple[int, int]:
-        """(distinct KV tokens this run's live views hold, their largest position id)."""
-        spans, max_position = {}, 0
-        for stream in self.streams.values():
-            view = stream.view
-            if view is not None and view.is_alive:
-                spans.update((id(span), len(span)) for span in view.spans)
-                max_position = max(max_position, view.max_position or 0)
-        return sum(spans.values()), max_position
-
-    def drop_views(self) -> None:
-        """Free every view this run holds."""
-        self.tools.shutdown()
-        for stream in self.streams.values():
-            if stream.view is not None and stream.view.is_alive:
-                self.store.drop(stream.view)
-
-    def close(self) -> None:
-        """Free every view and check the store: no page leaks, whatever happened."""
-        self.drop_views()
-        check_no_leak(self.store)
-
-
-def check_no_leak(store: KVStore) -> None:
-    """Every page back in the pool, every invariant intact; raise otherwise."""
-    store.check_integrity()
-    if store.views or store.pool.num_free_pages != store.pool.num_pages:
-        raise TimError("page leak: pages still in use after every view was dropped")
