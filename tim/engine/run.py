@@ -188,7 +188,6 @@ class Run:
             return
         self._emit("token", stream.path, text)
         for event in stream.parser.feed(text):
-            stream.events.append(event)
             self._handle(stream, event)
 
     def _handle(self, stream: Stream, event) -> None:

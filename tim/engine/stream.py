@@ -11,7 +11,7 @@ import torch
 from tim.cache import Span, View
 from tim.engine.detok import Detokenizer
 from tim.engine.record import StreamRecord
-from tim.tree import Event, Path
+from tim.tree import Path
 
 __all__ = ["StreamStatus", "Stream", "ListAnchors"]
 
@@ -50,7 +50,6 @@ class Stream:
     title: str | None = None
     queue: list[int] = field(default_factory=list)  # tokens to feed; their K/V is not written
     num_recompute: int = 0  # retained tokens at the end of the view to re-encode next step
-    events: list[Event] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)  # parallel: child titles of the open plan
     children: list[Stream] = field(default_factory=list)
     num_joined: int = 0
