@@ -7,11 +7,11 @@ import importlib
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from tim.errors import TimError
 
-__all__ = ["main"]
+__all__ = ["main", "OneLineParser"]
 
 DEMO_QUESTION = (
     "Plan a picnic for four friends: decide what food to bring, which games to play, "
@@ -19,11 +19,14 @@ DEMO_QUESTION = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad argument in one line and exits 2, without the usage dump."""
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line and exits 2, without the usage dump.
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"tim: error: {message} (see 'tim {self.prog.split()[-1]} --help')\n")
+    Every ``tim`` command (``tim viz`` and ``tim stress`` too) parses with it.
+    """
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _add_run_options(p: argparse.ArgumentParser, *, model_default: str | None) -> None:
@@ -49,8 +52,8 @@ def _add_run_options(p: argparse.ArgumentParser, *, model_default: str | None) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tim", description="Recursive subtask-tree reasoning with bounded KV.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="tim", description="Recursive subtask-tree reasoning with bounded KV.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     demo = sub.add_parser("demo", help="run the bundled SmolLM2-135M on a question")
     demo.add_argument("question", nargs="?", default=DEMO_QUESTION)

@@ -7,8 +7,8 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import NoReturn
 
+from tim.cli import OneLineParser
 from tim.errors import TimError
 from tim.stress.run import DEFAULT_QUESTION, POSITION_POLICIES, PRUNING_RULES
 from tim.stress.shape import TOOL_CALLS, StressShape
@@ -26,11 +26,6 @@ rules (or --compare: all of them) give one table; 'keep' and 'none' fail there b
 
 Exit status: 0 when the run held its checks (always 0 for a comparison, whose failures are
 its findings), 1 when a single run failed, 2 for bad arguments."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, not usage + message
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _int_at_least(low: int):
@@ -82,7 +77,7 @@ def _rules(text: str) -> list[str]:
 def build_parser(prog: str = "tim stress") -> argparse.ArgumentParser:
     """The ``tim stress`` argument parser (every knob, with its default, in ``--help``)."""
     d = StressShape()
-    p = _Parser(prog=prog, description=DESCRIPTION,
+    p = OneLineParser(prog=prog, description=DESCRIPTION,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     pos, nat = _int_at_least(1), _int_at_least(0)
     g = p.add_argument_group("model")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from tim.cli import OneLineParser
 from tim.errors import TimError
 
 __all__ = ["main_viz", "viz_parser"]
@@ -16,15 +17,9 @@ viewer, and the live-KV timeline as a PNG. RUN is a run file (Result.save) or pl
 Thread-2 JSON. With no output option, --text is assumed."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit status 2
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def viz_parser() -> argparse.ArgumentParser:
     """The argument parser of ``tim viz``."""
-    parser = _Parser(prog="tim viz", description=DESCRIPTION,
+    parser = OneLineParser(prog="tim viz", description=DESCRIPTION,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", metavar="RUN.json", help="run file or TIM Thread-2 JSON")
     parser.add_argument("--html", metavar="OUT.html", help="write the interactive HTML viewer")
