@@ -108,7 +108,7 @@ class Engine:
         start = time.perf_counter()
         try:
             while not run.finished:
-                run.step()
+                self._step([run], run.runner)
                 if on_step is not None:
                     on_step(run.record)
                 if self._cancelled.is_set():
@@ -145,7 +145,7 @@ class Engine:
         start = time.perf_counter()
         try:
             while not all(run.finished for run in runs):
-                self._step_together([run for run in runs if not run.finished], runner)
+                self._step([run for run in runs if not run.finished], runner)
                 if on_step is not None:
                     on_step([run.record for run in runs])
                 if self._cancelled.is_set():
@@ -159,7 +159,11 @@ class Engine:
             check_no_leak(runner.store)
         return [run.record for run in runs]
 
-    def _step_together(self, runs: list[Run], runner: ModelRunner) -> None:
+    def _step(self, runs: list[Run], runner: ModelRunner) -> None:
+        """One decode step for every request in ``runs``: one packed forward for all of them.
+
+        schedule -> run -> sample -> parse and handle events -> join/fork -> prune -> record.
+        """
         work = [(run, stream, inp) for run in runs for stream, inp in run.prepare()]
         busy = {id(run) for run, _, _ in work}
         for run in runs:  # a request with nothing to feed: waiting on a tool, or stalled

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tim.cache import KVStore
-from tim.engine.batch import WorkerInput, build_batch
+from tim.engine.batch import WorkerInput
 from tim.engine.choosers import Chooser
 from tim.engine.detok import Detokenizer
 from tim.engine.record import EvictionRecord, ForkRecord, RunEvent, RunRecord, StreamRecord
@@ -66,19 +66,6 @@ class Run:
         self.tracker.add_view(root.view.view_id)
 
     # ------------------------------------------------------------------ one step
-    def step(self) -> None:
-        scheduled = self.prepare()
-        if not scheduled:
-            self._wait_or_stop()
-            return
-        batch = build_batch(
-            [inp for _, inp in scheduled], cascade=self.cascade,
-            min_prefix_len=self.cfg.cascade_min_prefix,
-        )
-        logits = self.runner.run(batch)  # (B_logits, V)
-        self.sample([scheduled[i][0] for i in batch.sampling], logits)
-        self.finish_step([s for s, _ in scheduled], batch.num_tokens)
-
     def prepare(self) -> list[tuple[Stream, WorkerInput]]:
         """Tool results in, waiting children started; the streams to feed this step."""
         self._collect_tools()
