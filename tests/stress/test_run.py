@@ -104,3 +104,28 @@ def test_expected_to_hold():
 def test_doctests():
     result = doctest.testmod(run_module)
     assert result.attempted >= 3 and result.failed == 0
+
+
+def test_replay_writes_the_same_tokens_under_another_rule_and_window():
+    pruned = stress(stress_model(num_layers=1), shape=SMALL, pruning="buffer:0")
+    assert pruned.ok, pruned.failure
+    wide = stress_model(num_layers=1, max_position_embeddings=4096)
+    full = stress(wide, shape=SMALL, pruning="none", kv_budget_tokens=4096, replay=pruned.record)
+    assert full.ok, full.failure
+    assert full.total_tokens == pruned.total_tokens
+    assert full.record.streams.keys() == pruned.record.streams.keys()
+    for path, stream in pruned.record.streams.items():
+        assert full.record.streams[path].token_ids == stream.token_ids
+    assert full.num_evicted == 0  # every token stays live (the last one is never fed)
+    assert full.peak_live_tokens == full.total_tokens - 1
+    assert pruned.peak_live_tokens < full.peak_live_tokens / 2
+    assert full.max_position_id >= WINDOW > pruned.max_position_id
+    data = full.to_json()
+    assert "record" not in data and data["shape"]["depth"] == SMALL.depth
+    assert data["live_ratio"] > 0.99
+
+
+def test_replay_refuses_a_record_with_another_prompt(lm):
+    pruned = stress(lm, shape=SMALL)
+    with pytest.raises(ValueError, match="prompt differs"):
+        stress(lm, shape=SMALL, question="Something else.", replay=pruned.record)

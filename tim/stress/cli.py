@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
 
 from tim.cli import OneLineParser
 from tim.errors import TimError
@@ -236,8 +235,7 @@ def _show(args: argparse.Namespace, reports: list, *, comparing: bool) -> int:
             return 1
         console.print(f"timeline written to {args.png}", highlight=False)
     if args.json:
-        data = [{**asdict(r), "ok": r.ok, "window_ratio": r.window_ratio,
-                 "live_ratio": r.live_ratio, "steady_ratio": r.steady_ratio} for r in reports]
+        data = [r.to_json() for r in reports]
         try:
             with open(args.json, "w") as f:
                 json.dump(data, f)

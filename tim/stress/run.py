@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from tim.errors import TimError
@@ -70,10 +70,18 @@ class StressReport:
     answer: str | None = None
     needle_answered: bool | None = None  # None: no needle planted
     failure: str | None = None
+    record: Any = field(default=None, repr=False, compare=False)  # the engine's RunRecord
 
     @property
     def ok(self) -> bool:
         return self.failure is None
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain data, with the derived ratios and without the record."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "record"}
+        return {**data, "shape": asdict(self.shape), "ok": self.ok,
+                "window_ratio": self.window_ratio, "live_ratio": self.live_ratio,
+                "steady_ratio": self.steady_ratio}
 
     @property
     def failure_name(self) -> str | None:
@@ -114,6 +122,7 @@ def stress(
     seed: int = 0,
     question: str = DEFAULT_QUESTION,
     instructions: bool | None = None,
+    replay: Any = None,
 ) -> StressReport:
     """Run one forced-shape tree and check oracle O6 on it.
 
@@ -138,6 +147,10 @@ def stress(
     instructions : bool, optional
         Put the format's instructions in the prompt (chat template). Default: only for a
         named model (the tiny model's byte tokens would fill its window).
+    replay : RunRecord, optional
+        Teacher-force the sampled tokens of an earlier run (``report.record``) instead of
+        sampling, so that runs under other rules, policies or models write the same tokens.
+        The record must come from the same shape, format, question and tokenizer.
 
     Returns
     -------
@@ -162,6 +175,7 @@ def stress(
     """
     import torch
 
+    from tim.engine.choosers import TokenReplay
     from tim.engine.config import EngineConfig
     from tim.engine.engine import Engine
     from tim.models.spec import inspect_model
@@ -193,8 +207,15 @@ def stress(
                           f"window {window}")
         return report
 
-    chooser = ShapeChooser(segments, tokenizer, allowed_token_mask(tokenizer, spec.vocab_size),
-                           temperature=temperature, seed=seed)
+    if replay is None:
+        chooser = ShapeChooser(segments, tokenizer,
+                               allowed_token_mask(tokenizer, spec.vocab_size),
+                               temperature=temperature, seed=seed)
+    elif list(replay.prompt_ids) != prompt:
+        raise ValueError("replay: the record's prompt differs from this run's; replay a record "
+                         "made with the same question, instructions and tokenizer")
+    else:
+        chooser = TokenReplay.from_record(replay)
     engine = Engine(lm, tokenizer, config, tools=tools)
     seen: list[Any] = []  # the record, kept even when run() raises
     rows: list[tuple[int, int, int, int, float]] = []  # (written, processed, live, max pos, t)
@@ -218,6 +239,7 @@ def stress(
             report.failure = f"{type(exc).__name__}: {exc}"
     report.wall_time_s = time.perf_counter() - start
     if record is not None:
+        report.record = record
         _fill(report, record, rows)
     if report.failure is None:
         report.failure = _check(report, record, shape, tree_of_record(record))
