@@ -133,6 +133,9 @@ def build_parser(prog: str = "tim stress") -> argparse.ArgumentParser:
                    help="KV slots in the page pool (default: the window)")
     g.add_argument("--max-workers", type=pos, default=4,
                    help="parallel format: most streams decoding at once (default 4)")
+    g.add_argument("--no-cascade", dest="cascade", action="store_false",
+                   help="attend each worker's whole view, even over a prefix shared with "
+                        "its siblings (default: cascade attention over shared prefixes)")
     g.add_argument("--temperature", type=_float_at_least_zero, default=0.0,
                    help="content sampling temperature, 0 = greedy (default 0)")
     g.add_argument("--seed", type=nat, default=0, help="sampling and tiny-model seed (default 0)")
@@ -205,6 +208,7 @@ def _run(args: argparse.Namespace, shape: StressShape, positions: list[str],
     return compare(
         model, positions=positions, pruning=rules, shape=shape, format=args.format,
         window=args.window, kv_budget_tokens=args.kv_budget, max_workers=args.max_workers,
+        cascade=args.cascade,
         temperature=args.temperature, seed=args.seed, question=args.question,
         instructions=args.instructions,
     )
