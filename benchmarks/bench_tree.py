@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import os
 import re
 import statistics
 import sys
@@ -152,7 +153,7 @@ def max_logprob_diff(a, b) -> float:
 def record_tree(shape: StressShape, format: str, window: int) -> object:
     """Sample a tree of ``shape`` once on the tiny stress model; return its record."""
     report = stress(stress_model(max_position_embeddings=WIDE), shape=shape, format=format,
-                    window=window, kv_budget_tokens=4 * window, max_workers=8)
+                    window=window, kv_budget_tokens=8 * window, max_workers=8)
     assert report.ok, f"recording a {format} tree failed: {report.failure}"
     return report.record
 
@@ -190,7 +191,7 @@ def bench_long_tiny(sizes: Sizes, format: str, progress) -> dict:
     lm = stress_model(max_position_embeddings=WIDE)
     per_token = kv_bytes_per_token(lm.model)
     total = len(record.prompt_ids) + record.num_generated + record.num_forced
-    budget = window if format == "thread2" else 4 * window
+    budget = window if format == "thread2" else 8 * window
     cases = {"pruned, shift": dict(window=window, kv_budget_tokens=budget),
              "pruned, reencode": dict(window=window, kv_budget_tokens=budget,
                                       positions="reencode"),
@@ -379,7 +380,8 @@ def tables(info: dict, results: dict) -> str:
     out = [f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} "
            f"({info['threads']} threads), Python {info['python']}, {info['date']}; load "
            f"average {info['loadavg_at_start']} at start, {info.get('loadavg_at_end', '?')} "
-           f"at end; {info.get('total_s', 0) / 60:.1f} min"]
+           f"at end; {info.get('total_s', 0) / 60:.1f} min"
+           + (f" (resumed: {info['resumed']})" if "resumed" in info else "")]
     for tiny in results.get("tiny", {}).values():
         shape = tiny["shape"]
         out += ["", f"Long {tiny['format']} run on the tiny stress model ({tiny['model']}; "
@@ -498,6 +500,9 @@ def main() -> None:
     parser.add_argument("--model", choices=[*MODELS, "both", "none"], default="both",
                         help="real shapes to run (default both; the tiny long run always runs)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --json: keep the sections PATH holds from an earlier run "
+                             "of the same sizes that stopped, and run only the rest")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = QUICK if args.quick else FULL
@@ -508,6 +513,15 @@ def main() -> None:
         print(f"[{time.perf_counter() - start:6.0f} s] {message}", file=sys.stderr, flush=True)
 
     results = {}
+    if args.resume and args.json and os.path.exists(args.json):
+        with open(args.json) as f:
+            earlier = json.load(f)
+        if earlier.get("sizes") == repr(sizes):
+            results = earlier["results"]
+            info["resumed"] = f"sections {sorted(results)} kept from the run started " \
+                              f"{earlier['machine']['date']}, load average " \
+                              f"{earlier['machine']['loadavg_at_start']}"
+            progress(f"resuming: {info['resumed']}")
 
     def save() -> None:  # after every section: a failure later keeps what was measured
         if args.json:
@@ -516,23 +530,27 @@ def main() -> None:
                           indent=1)
 
     with torch.inference_mode():
-        results["tiny"] = {}
+        results.setdefault("tiny", {})
         for fmt in ("thread2", "parallel"):
-            results["tiny"][fmt] = bench_long_tiny(sizes, fmt, progress)
-            save()
+            if fmt not in results["tiny"]:
+                results["tiny"][fmt] = bench_long_tiny(sizes, fmt, progress)
+                save()
         names = {"both": list(MODELS), "none": []}.get(args.model, [args.model])
         if names:
             progress("recording the concurrency tree on the tiny model")
             tree = record_tree(sizes.tree_shape, "parallel", WIDE)
         for name in names:
+            if "long" in results.get(name, {}):
+                continue
             shape = sizes.long_shapes[name]
             progress(f"recording the long tree for {name} on the tiny model")
             long_record = record_tree(shape, "thread2", sizes.long_window)
             lm = shape_model(name)
-            results[name] = {"prune": bench_prune_cost(lm, name, sizes, progress)}
-            results[name]["concurrency"] = bench_concurrency(lm, name, tree, sizes.tree_shape,
-                                                             progress)
-            save()
+            if "concurrency" not in results.get(name, {}):
+                results[name] = {"prune": bench_prune_cost(lm, name, sizes, progress)}
+                results[name]["concurrency"] = bench_concurrency(lm, name, tree,
+                                                                 sizes.tree_shape, progress)
+                save()
             results[name]["long"] = bench_long_shape(lm, name, long_record, shape,
                                                      sizes.long_window, progress)
             save()

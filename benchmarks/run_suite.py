@@ -8,7 +8,7 @@ printed tables replace the block between ``<!-- suite:NAME -->`` and
 Usage::
 
     python benchmarks/run_suite.py [--quick] [--only kernels,engine,tree] [--threads N]
-                                   [--out DIR] [--doc PATH]
+                                   [--resume] [--out DIR] [--doc PATH]
 
 With ``--quick`` every script runs its small sizes; use it to check the suite, not for
 figures. The full suite takes about 45 minutes on a 2-core CPU with one thread.
@@ -47,7 +47,7 @@ def replace_block(doc: str, name: str, body: str) -> str:
     return pattern.sub(lambda m: m.group(1) + body.strip("\n") + m.group(2), doc, count=1)
 
 
-def run_one(name: str, out: Path, *, quick: bool, threads: int) -> str:
+def run_one(name: str, out: Path, *, quick: bool, threads: int, resume: bool) -> str:
     script, extra, png = SCRIPTS[name]
     cmd = [sys.executable, str(ROOT / "benchmarks" / script), "--threads", str(threads),
            "--json", str(out / f"{name}.json"), *extra]
@@ -55,6 +55,8 @@ def run_one(name: str, out: Path, *, quick: bool, threads: int) -> str:
         cmd += ["--png", str(out / f"{name}.png")]
     if quick:
         cmd.append("--quick")
+    if resume and name == "tree":
+        cmd.append("--resume")
     start = time.perf_counter()
     print(f"run_suite: {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
     done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)  # progress: stderr
@@ -74,6 +76,8 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(SCRIPTS),
                         help=f"comma-separated subset of {', '.join(SCRIPTS)} (default all)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--resume", action="store_true",
+                        help="tree: keep the sections its JSON holds from a run that stopped")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks",
                         help="folder for the JSON, PNG and raw tables (default docs/benchmarks)")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md",
@@ -90,7 +94,7 @@ def main() -> None:
         replace_block(doc, name, "")
     for name in names:
         doc = replace_block(doc, name, run_one(name, args.out, quick=args.quick,
-                                               threads=args.threads))
+                                               threads=args.threads, resume=args.resume))
         args.doc.write_text(doc)  # after each script: a later failure keeps earlier tables
     print(f"run_suite: wrote {args.doc} and {args.out}/", file=sys.stderr)
 
