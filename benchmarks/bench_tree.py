@@ -171,7 +171,13 @@ def run_summary(report, rss_mb: float | None, bytes_per_token: int) -> dict:
             "num_evicted": report.num_evicted, "peak_rss_mb": rss_mb,
             "kv_peak_mb": report.peak_live_tokens * bytes_per_token / 2**20,
             "kv_pool_mb": report.kv_budget_tokens * bytes_per_token / 2**20,
-            "timeline": report.timeline}
+            "timeline": thin(report.timeline)}
+
+
+def thin(rows: list, most: int = 1000) -> list:
+    """At most about ``most`` evenly spaced rows, the last one kept (keeps the JSON small)."""
+    step = max(1, len(rows) // most)
+    return rows[::step] + ([rows[-1]] if rows and (len(rows) - 1) % step else [])
 
 
 def replay(lm, record, shape: StressShape, format: str, **kwargs) -> tuple:
