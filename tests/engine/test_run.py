@@ -13,10 +13,10 @@ def test_joined_streams_leave_the_per_step_scans(monkeypatch):
 
     def spy(run, num_tokens, num_streams):
         note_step(run, num_tokens, num_streams)
-        joined = [path for path in run.current
+        joined = [path for path in run.streams
                   if path and path[-1] < run.streams[path[:-1]].num_joined]
         assert not joined, f"joined streams {joined} are still scanned"
-        seen.append((len(run.streams), len(run.current)))
+        seen.append((len(run.record.streams), len(run.streams)))
 
     monkeypatch.setattr(Run, "_note_step", spy)
     shape = StressShape(num_tasks=3, depth=3, fanout=3, tool_calls="none")

@@ -46,10 +46,9 @@ class Run:
         self.cascade = cfg.cascade and not windowed  # a window needs each whole view
         self.tracker = PruneTracker(cfg.rule)
         self.record = RunRecord(cfg.format, cfg.pruning_name, cfg.positions, prompt_ids)
-        self.streams: dict[Path, Stream] = {}  # every stream of the run, for the record
-        # streams not yet joined or dropped: per-step scans stay as short as the open
-        # frontier of the tree, however many tasks the run has finished
-        self.current: dict[Path, Stream] = {}
+        # streams not yet joined or dropped (the record keeps every stream): per-step scans
+        # stay as short as the open frontier of the tree, however many tasks have finished
+        self.streams: dict[Path, Stream] = {}
         self.waiting: list[Stream] = []  # queued children, newest fork first
         self.task_ids: dict[Path, int] = {}
         self.list_ids: dict[Path, int] = {}
@@ -89,7 +88,7 @@ class Run:
 
     def _schedule(self) -> list[tuple[Stream, WorkerInput]]:
         scheduled = []
-        for stream in self.current.values():
+        for stream in self.streams.values():
             if stream.status not in (StreamStatus.RUNNING, StreamStatus.FLUSHING):
                 continue
             if not stream.queue and not stream.num_recompute:
@@ -284,7 +283,7 @@ class Run:
                     self._finish_failed_task(child.path)
             else:
                 return
-            del self.current[child.path]
+            del self.streams[child.path]
             parent.num_joined += 1
         extra = parent.detok.text[parent.fork_offset:]  # text the fork token carried past ']'
         join_text = self.fmt.join_text(parent.depth)
@@ -319,7 +318,7 @@ class Run:
 
     # ------------------------------------------------------------------ tools
     def _collect_tools(self) -> None:
-        for stream in self.current.values():
+        for stream in self.streams.values():
             if stream.status is StreamStatus.WAITING_TOOL and stream.tool_future.done():
                 self._finish_tool(stream, stream.tool_future.result())
 
@@ -335,7 +334,7 @@ class Run:
         self._force(stream, text[len(extra):])
 
     def has_pending_tools(self) -> bool:
-        return any(s.status is StreamStatus.WAITING_TOOL for s in self.current.values())
+        return any(s.status is StreamStatus.WAITING_TOOL for s in self.streams.values())
 
     def stop_if_stalled(self) -> None:
         if not self.finished and not self.has_pending_tools():
@@ -344,7 +343,7 @@ class Run:
     def _wait_or_stop(self) -> None:
         """Nothing to feed: wait for a tool (the executor always resolves, timeouts included),
         or stop a run that can make no progress."""
-        pending = [s.tool_future for s in self.current.values()
+        pending = [s.tool_future for s in self.streams.values()
                    if s.status is StreamStatus.WAITING_TOOL]
         if pending:
             wait_futures(pending, return_when=FIRST_COMPLETED)
@@ -392,7 +391,7 @@ class Run:
         )
 
     def _stream_of_view(self, view_id: int) -> Stream:
-        for stream in self.current.values():
+        for stream in self.streams.values():
             if stream.view is not None and stream.view.is_alive and stream.view.view_id == view_id:
                 return stream
         raise AssertionError(f"no live stream holds view {view_id}")
@@ -411,12 +410,12 @@ class Run:
             title=title,
             grammar=self.grammars.for_stream(len(path)) if self.grammars else None,
         )
-        self.streams[path] = self.current[path] = stream
+        self.streams[path] = stream
         self.record.streams[path] = stream.record
         return stream
 
     def _num_active(self) -> int:
-        return sum(1 for s in self.current.values() if s.is_active)
+        return sum(1 for s in self.streams.values() if s.is_active)
 
     def _note_step(self, num_tokens: int, num_streams: int) -> None:
         rec = self.record
@@ -434,7 +433,7 @@ class Run:
     def _live_tokens(self) -> tuple[int, int]:
         """(distinct KV tokens this run's live views hold, their largest position id)."""
         spans, max_position = {}, 0
-        for stream in self.current.values():
+        for stream in self.streams.values():
             view = stream.view
             if view is not None and view.is_alive:
                 spans.update((id(span), len(span)) for span in view.spans)
@@ -444,7 +443,7 @@ class Run:
     def drop_views(self) -> None:
         """Free every view this run holds."""
         self.tools.shutdown()
-        for stream in self.current.values():
+        for stream in self.streams.values():
             if stream.view is not None and stream.view.is_alive:
                 self.store.drop(stream.view)
 
