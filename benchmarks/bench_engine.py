@@ -442,12 +442,17 @@ def bench_overhead(flat: dict, siblings: dict) -> dict:
 
 
 # ---------------------------------------------------------------------- report
+def machine_line(info: dict) -> str:
+    """The first line of a report: CPU, torch, threads, date and load average."""
+    return (f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} "
+            f"({info['threads']} threads), Python {info['python']}, {info['date']}; load "
+            f"average {info['loadavg_at_start']} at start, {info.get('loadavg_at_end', '?')} "
+            f"at end")
+
+
 def tables(info: dict, results: dict) -> str:
     shown = ("wall", "cpu") if info["threads"] == 1 else ("wall",)  # CPU time: one thread only
-    out = [f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} "
-           f"({info['threads']} threads), Python {info['python']}, {info['date']}; load "
-           f"average {info['loadavg_at_start']} at start, {info.get('loadavg_at_end', '?')} at end",
-           "", "Flat decode, batch 1: tokens/s from the median step, and % of the roofline "
+    out = [machine_line(info), "", "Flat decode, batch 1: tokens/s from the median step, and % of the roofline "
            "(decode weight bytes / read bandwidth), by wall clock and by this thread's CPU time:",
            "", "| model | clock | weights MB | read GB/s | roofline tok/s | matmuls only "
            "| HF generate | tim | tim / HF |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]

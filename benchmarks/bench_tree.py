@@ -46,7 +46,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-from bench_engine import MODELS, Stamps, loadavg, machine  # this folder: the script's path
+from bench_engine import MODELS, Stamps, loadavg, machine, machine_line  # the script's folder
 from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList, StoppingCriteriaList
 
 from tim.engine.batch import WorkerInput, build_batch
@@ -150,6 +150,11 @@ def max_logprob_diff(a, b) -> float:
     return max(diffs, default=0.0)
 
 
+def tokens_written(record) -> int:
+    """Prompt plus every token the run wrote once (as ``StressReport.total_tokens``)."""
+    return len(record.prompt_ids) + record.num_generated + record.num_forced
+
+
 def record_tree(shape: StressShape, format: str, window: int) -> object:
     """Sample a tree of ``shape`` once on the tiny stress model; return its record."""
     report = stress(stress_model(max_position_embeddings=WIDE), shape=shape, format=format,
@@ -196,7 +201,7 @@ def bench_long_tiny(sizes: Sizes, format: str, progress) -> dict:
     record = record_tree(shape, format, window)
     lm = stress_model(max_position_embeddings=WIDE)
     per_token = kv_bytes_per_token(lm.model)
-    total = len(record.prompt_ids) + record.num_generated + record.num_forced
+    total = tokens_written(record)
     budget = window if format == "thread2" else 8 * window
     cases = {"pruned, shift": dict(window=window, kv_budget_tokens=budget),
              "pruned, reencode": dict(window=window, kv_budget_tokens=budget,
@@ -267,7 +272,7 @@ def bench_long_shape(lm: LoadedModel, name: str, record, shape: StressShape, win
                      progress) -> dict:
     """The long tree on a real shape: tim pruned and unpruned, HF flattened and plain."""
     per_token = kv_bytes_per_token(lm.model)
-    total = len(record.prompt_ids) + record.num_generated + record.num_forced
+    total = tokens_written(record)
     runs, reports = {}, {}
     for run, kwargs in (("tim, pruned (buffer:0, shift)",
                          dict(window=window, kv_budget_tokens=window)),
@@ -347,7 +352,7 @@ CONCURRENCY = ((1, True), (2, True), (2, False), (4, True), (4, False), (8, True
 
 
 def bench_concurrency(lm: LoadedModel, name: str, record, shape: StressShape, progress) -> dict:
-    total = len(record.prompt_ids) + record.num_generated + record.num_forced
+    total = tokens_written(record)
     runs, reports = {}, {}
     for workers, cascade in CONCURRENCY:
         run = f"{workers} worker{'s' if workers > 1 else ''}" + (
@@ -383,10 +388,7 @@ def _f(x, spec: str) -> str:
 
 
 def tables(info: dict, results: dict) -> str:
-    out = [f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} "
-           f"({info['threads']} threads), Python {info['python']}, {info['date']}; load "
-           f"average {info['loadavg_at_start']} at start, {info.get('loadavg_at_end', '?')} "
-           f"at end; {info.get('total_s', 0) / 60:.1f} min"
+    out = [machine_line(info) + f"; {info.get('total_s', 0) / 60:.1f} min"
            + (f" (resumed: {info['resumed']})" if "resumed" in info else "")]
     for tiny in results.get("tiny", {}).values():
         shape = tiny["shape"]
