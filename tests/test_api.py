@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 
 import pytest
+import torch
 
 import tim
+from tim.api import build_prompt
 from tim.errors import TraceError
 from tim.models import tiny_model
 
@@ -90,3 +93,49 @@ def test_reason_many_decodes_requests_together_and_matches_solo_runs(rt, monkeyp
         assert {p: s.text for p, s in shared.streams.items()} == \
                {p: s.text for p, s in alone.streams.items()}
         assert shared.tree == alone.tree
+
+
+def greedy_generate(model, prompt_ids):
+    """HF ``generate``: greedy tokens ``(1, T)`` and the logits of each step ``(steps, V)``."""
+    ids = torch.tensor([prompt_ids])
+    with torch.inference_mode():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8,
+                             do_sample=False, output_logits=True, return_dict_in_generate=True,
+                             pad_token_id=0)
+    return out.sequences, torch.cat(out.logits)
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_a_model_handed_to_tim_stays_a_plain_hf_model(attn_implementation, monkeypatch):
+    from tim.engine.runner import ModelRunner
+
+    loaded = tiny_model("llama", attn_implementation=attn_implementation)
+    untouched = copy.deepcopy(loaded.model)
+    prompt = build_prompt(loaded.tokenizer, "Answer.", "2 + 2?")
+    want_ids, want_logits = greedy_generate(untouched, prompt)
+    rt = tim.Runtime(model=loaded[:2], format="parallel", max_depth=1)
+
+    def check_model_is_as_before():
+        assert loaded.model.config._attn_implementation == attn_implementation
+        got_ids, got_logits = greedy_generate(loaded.model, prompt)
+        assert torch.equal(got_ids, want_ids)
+        torch.testing.assert_close(got_logits, want_logits, atol=0, rtol=0)
+
+    result = rt.reason("2 + 2?", max_new_tokens=30, temperature=0)
+    assert result.stats.num_steps > 1
+    check_model_is_as_before()
+
+    calls = []
+
+    def fail_in_the_third_forward(self, layer_idx, *args, **kwargs):
+        calls.append(layer_idx)
+        if len(calls) > 2 * loaded.model.config.num_hidden_layers:
+            raise RuntimeError("attention failed")
+        return real_attend(self, layer_idx, *args, **kwargs)
+
+    real_attend = ModelRunner.attend
+    monkeypatch.setattr(ModelRunner, "attend", fail_in_the_third_forward)
+    with pytest.raises(RuntimeError, match="attention failed"):
+        rt.reason("2 + 2?", max_new_tokens=30, temperature=0)
+    monkeypatch.undo()
+    check_model_is_as_before()

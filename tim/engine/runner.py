@@ -9,7 +9,7 @@ import torch
 from tim import kernels
 from tim.cache import KVStore
 from tim.engine.batch import AttentionGroup, Batch
-from tim.models.attention import use_tim_attention
+from tim.models.attention import AttentionSwitch
 from tim.models.context import forward_context
 
 __all__ = ["ModelRunner"]
@@ -21,10 +21,15 @@ class ModelRunner:
     The runner is the forward context's backend: for every layer the ``tim`` attention
     function calls :meth:`attend`, which writes the batch's new K/V into the store and
     attends each group of workers through :mod:`tim.kernels`.
+
+    The model is switched to the ``tim`` attention function only for the length of each
+    forward (:class:`~tim.models.attention.AttentionSwitch`), so between steps, after a run
+    and after one that raised it is the user's model as it was: ``generate()`` works.
     """
 
     def __init__(self, model: Any, store: KVStore, *, backend: str = "auto") -> None:
-        self.model = use_tim_attention(model)
+        self.model = model
+        self._tim_attention = AttentionSwitch(model)  # refuses a model that cannot use it
         self.store = store
         self.backend = backend
         self._batch: Batch | None = None
@@ -35,7 +40,7 @@ class ModelRunner:
         """One forward; returns ``(B_logits, V)`` fp32 logits at ``batch.logits_indices``."""
         self._batch = batch
         try:
-            with forward_context(self):
+            with self._tim_attention, forward_context(self):
                 out = self.model(
                     input_ids=batch.input_ids[None].to(self._device),  # (1, T)
                     position_ids=batch.position_ids[None].to(self._device),  # (1, T)

@@ -5,12 +5,18 @@
 - :func:`inspect_model` reads a :class:`ModelSpec`; :func:`check_supported` refuses
   models tim cannot run under a position policy.
 - :func:`use_tim_attention` routes a model's attention through the backend of the active
-  :func:`forward_context` (the only ambient state in tim).
+  :func:`forward_context` (the only ambient state in tim); :class:`AttentionSwitch` does
+  so for one ``with`` block and then restores the model's own attention.
 
 Importing this package imports neither torch nor transformers.
 """
 
-from tim.models.attention import ATTN_IMPLEMENTATION, register, use_tim_attention
+from tim.models.attention import (
+    ATTN_IMPLEMENTATION,
+    AttentionSwitch,
+    register,
+    use_tim_attention,
+)
 from tim.models.bundled import BUNDLED_MODELS, DEFAULT_MODEL, cache_dir
 from tim.models.context import AttentionBackend, current_backend, forward_context
 from tim.models.loading import LoadedModel, load_model
@@ -20,6 +26,7 @@ from tim.models.tiny import TINY_ARCHS, tiny_model, tiny_tokenizer
 __all__ = [
     "ATTN_IMPLEMENTATION",
     "AttentionBackend",
+    "AttentionSwitch",
     "BUNDLED_MODELS",
     "DEFAULT_MODEL",
     "LoadedModel",

@@ -21,7 +21,13 @@ from tim.models.context import current_backend
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-__all__ = ["ATTN_IMPLEMENTATION", "register", "use_tim_attention", "tim_attention_forward"]
+__all__ = [
+    "ATTN_IMPLEMENTATION",
+    "AttentionSwitch",
+    "register",
+    "tim_attention_forward",
+    "use_tim_attention",
+]
 
 ATTN_IMPLEMENTATION = "tim"
 
@@ -142,3 +148,84 @@ def use_tim_attention(model: nn.Module) -> nn.Module:
             "so tim cannot attend over its KV store"
         )
     return model
+
+
+
+class AttentionSwitch:
+    """Switches one model to the ``tim`` attention function for a ``with`` block only.
+
+    tim's runner wraps each forward in one, so outside its forwards a model handed to tim
+    stays the plain Hugging Face model it was, with the attention implementation it had
+    (``"sdpa"``, ``"eager"``, ...): between steps, after a run, and after a run that
+    raised. :func:`use_tim_attention` is the permanent switch.
+
+    The constructor checks the model (raising as :func:`use_tim_attention` does, with the
+    model left as it was) and finds the configs that hold an implementation, so entering
+    and leaving cost a few attribute writes, not a walk over the modules.
+
+    Parameters
+    ----------
+    model : PreTrainedModel
+        A transformers causal LM.
+
+    Raises
+    ------
+    UnsupportedModelError
+        If the model cannot use the ``tim`` attention function.
+
+    Examples
+    --------
+    >>> from tim.models import tiny_model
+    >>> model = tiny_model("llama").model
+    >>> switch = AttentionSwitch(model)
+    >>> with switch:
+    ...     model.config._attn_implementation
+    'tim'
+    >>> model.config._attn_implementation
+    'sdpa'
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self._configs = _attention_configs(model)
+        own = self._read()
+        try:
+            use_tim_attention(model)
+            self._tim = self._read()
+        finally:
+            self._write(own)
+        self._own: list[Any] | None = None
+
+    def __enter__(self) -> nn.Module:
+        if self._own is not None:
+            raise TimError("the tim attention switch is already on; it does not nest")
+        # Read now, not at construction: the user may switch the model between runs.
+        self._own = self._read()
+        self._write(self._tim)
+        return self.model
+
+    def __exit__(self, *exc_info: object) -> None:
+        own, self._own = self._own, None
+        self._write(own)
+
+    def _read(self) -> list[Any]:
+        return [config._attn_implementation_internal for config in self._configs]
+
+    def _write(self, values: list[Any] | None) -> None:
+        # Each config gets its own value back: set_attn_implementation(value) would push
+        # the top-level value down into sub-configs that had their own.
+        for config, value in zip(self._configs, values or (), strict=True):
+            config._attn_implementation_internal = value
+
+
+def _attention_configs(model: nn.Module) -> list[Any]:
+    """Every config that ``set_attn_implementation`` may change (the model's, sub-models')."""
+    found: dict[int, Any] = {}
+    pending = [getattr(module, "config", None) for module in model.modules()]
+    while pending:
+        config = pending.pop()
+        if id(config) in found or not hasattr(config, "_attn_implementation_internal"):
+            continue
+        found[id(config)] = config
+        pending.extend(getattr(config, key, None) for key in getattr(config, "sub_configs", ()))
+    return list(found.values())

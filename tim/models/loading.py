@@ -2,8 +2,8 @@
 
 ``load_model`` takes the bundled default (``"smollm2-135m"``), a GGUF file, a local
 Hugging Face folder or hub id, or an already-built ``(model, tokenizer)`` pair. It
-returns the model in eval mode; switching it to tim's attention is the runner's job
-(:func:`tim.models.use_tim_attention`).
+returns the model in eval mode; the runner switches it to tim's attention for each of its
+forwards only (:class:`tim.models.AttentionSwitch`).
 """
 
 from __future__ import annotations
