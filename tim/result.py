@@ -14,7 +14,7 @@ from tim.tree import Path, TaskStatus, TaskTree, get_format
 __all__ = ["Stats", "Result", "RUN_FILE_VERSION", "tree_of_record", "pruned_owners",
            "is_pruned"]
 
-RUN_FILE_VERSION = 1
+RUN_FILE_VERSION = 2  # 2: joins, eviction ranges, fed counts and seq
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,10 @@ class Result:
         if not isinstance(data, dict) or data.get("tim_run") != RUN_FILE_VERSION:
             raise TraceError(f"{str(path)!r} is not a tim run file (version {RUN_FILE_VERSION})")
         try:
-            record = RunRecord.from_json(data["record"])
+            record = RunRecord.from_json(data.get("record"))
+        except TraceError as exc:
+            raise TraceError(f"run file {str(path)!r} is damaged: {exc}") from exc
+        try:
             tree = TaskTree.from_json(data["tree"]) if data["tree"] is not None else None
             stats = Stats(**data["stats"])
             return cls(data["answer"], tree, stats, record, data["question"], data["model"])

@@ -15,6 +15,7 @@ their shared last page, which is why a fork never copies a partially filled page
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import NamedTuple
 
 from tim.cache.config import num_pages_for_tokens
@@ -34,11 +35,17 @@ class AppendPlan(NamedTuple):
     num_new_pages: int  # pages to allocate
 
 
-def plan_append(view: View, num_tokens: int, label: str | None, pool: PagePool) -> AppendPlan:
-    """Plan an append of ``num_tokens`` tokens to ``view`` (see the module diagram)."""
+def plan_append(view: View, num_tokens: int, label: str | None, pool: PagePool,
+                source: tuple[Hashable, int] | None = None) -> AppendPlan:
+    """Plan an append of ``num_tokens`` tokens to ``view`` (see the module diagram).
+
+    The open span is extended only when ``label`` matches and the tokens continue its
+    ``source`` (see :meth:`Span.continues`); otherwise a new span starts.
+    """
     size = pool.page_size
     span = view.open_span
-    if span is not None and (label is None or label == span.label):
+    if (span is not None and (label is None or label == span.label)
+            and span.continues(*(source or (None, 0)))):
         return AppendPlan(span, None, 0, num_pages_for_tokens(max(0, num_tokens - span.room), size))
     last = view.spans[-1] if view.spans else None
     if (

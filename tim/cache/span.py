@@ -22,7 +22,7 @@ the split falls mid-page, so that page's ref count goes up by one::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import torch
 
@@ -48,6 +48,11 @@ class Span:
         Current position id of each token.
     token_ids : list[int] or None
         Token ids when every append gave them, else None.
+    source : hashable or None
+        Who wrote the tokens (the engine uses the stream's path), None when not given.
+    source_start : int
+        Index of token 0 in its source's own token sequence: token ``i`` is the source's
+        token ``source_start + i`` (a split keeps this true for both halves).
     num_holders : int
         Live views that hold this span. It is shared when this is more than 1.
     """
@@ -60,6 +65,8 @@ class Span:
         "first_offset",
         "positions",
         "token_ids",
+        "source",
+        "source_start",
         "num_holders",
         "_slot_cache",
         "_position_cache",
@@ -74,6 +81,8 @@ class Span:
         pages: list[int],
         first_offset: int,
         token_ids: list[int] | None,
+        source: Hashable | None = None,
+        source_start: int = 0,
     ) -> None:
         self.span_id = span_id
         self.label = label
@@ -82,6 +91,8 @@ class Span:
         self.first_offset = first_offset
         self.positions: list[int] = []
         self.token_ids = token_ids
+        self.source = source
+        self.source_start = source_start
         self.num_holders = 0
         self._slot_cache: torch.Tensor | None = None
         self._position_cache: torch.Tensor | None = None
@@ -108,6 +119,10 @@ class Span:
     def room(self) -> int:
         """Free slots after the last token in the span's last page."""
         return len(self.pages) * self.page_size - self.end_offset
+
+    def continues(self, source: Hashable | None, source_start: int) -> bool:
+        """True when tokens ``source_start...`` of ``source`` follow this span's last token."""
+        return source == self.source and (source is None or source_start == self.source_start + len(self))
 
     @property
     def max_position(self) -> int:
@@ -168,6 +183,8 @@ class Span:
             pages=self.pages[cut // size :],
             first_offset=cut % size,
             token_ids=None if self.token_ids is None else self.token_ids[index:],
+            source=self.source,
+            source_start=self.source_start + index,
         )
         right.positions = self.positions[index:]
         right.num_holders = self.num_holders

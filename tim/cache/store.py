@@ -22,7 +22,7 @@ Sharing rules (see docs/cache.md):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -184,6 +184,7 @@ class KVStore:
         *,
         token_ids: Sequence[int] | torch.Tensor | None = None,
         label: str | None = None,
+        source: tuple[Hashable, int] | None = None,
     ) -> torch.Tensor:
         """Reserve slots for new tokens at the end of ``view``; return them.
 
@@ -198,6 +199,9 @@ class KVStore:
             Kept for ``REENCODE``; a span appended without them reports None.
         label : str, optional
             Source tag of the span (``"prompt"``, ``"tool"``, ...).
+        source : (hashable, int), optional
+            ``(writer, index)``: the tokens are the writer's tokens ``index, index + 1, ...``
+            in its own sequence. :meth:`View.sources` maps view ranges back to them.
 
         Returns
         -------
@@ -219,7 +223,7 @@ class KVStore:
             raise ValueError(f"positions must be >= 0, got {positions!r}")
         if not positions:
             return torch.empty(0, dtype=torch.int64)
-        plan = plan_append(view, len(positions), label, self.pool)
+        plan = plan_append(view, len(positions), label, self.pool, source)
         problem = self._budget_problem(view, len(positions), label, plan)
         if problem is not None:
             raise KVBudgetError(problem)
@@ -227,7 +231,7 @@ class KVStore:
         span = plan.span
         if span is None:
             view.open_span = None
-            span = self._new_span(label or "", plan)
+            span = self._new_span(label or "", plan, source)
             span.num_holders = 1
             view._spans.append(span)
             view.open_span = span
@@ -251,7 +255,8 @@ class KVStore:
             max_live_tokens=self.config.max_live_tokens,
         )
 
-    def _new_span(self, label: str, plan: AppendPlan) -> Span:
+    def _new_span(self, label: str, plan: AppendPlan,
+                  source: tuple[Hashable, int] | None = None) -> Span:
         pages: list[int] = []
         if plan.tail_page is not None:
             self.pool.retain([plan.tail_page])
@@ -263,6 +268,8 @@ class KVStore:
             pages=pages,
             first_offset=plan.first_offset,
             token_ids=[],
+            source=None if source is None else source[0],
+            source_start=0 if source is None else source[1],
         )
         self._next_span_id += 1
         self._spans[span.span_id] = span

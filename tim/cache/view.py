@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import NamedTuple
 
 import torch
@@ -95,6 +96,26 @@ class View:
                 return None
             ids.extend(span.token_ids)
         return torch.tensor(ids, dtype=torch.int64)
+
+    def sources(self, start: int, end: int) -> list[tuple[Hashable, int, int]]:
+        """Who wrote view tokens ``[start, end)``: ``(source, first, last + 1)`` runs in view
+        order, indices into each source's own token sequence (see ``Span.source``)::
+
+            view    [ prompt(3) | s0: 0..4 | s1: 2..3 ]      evict view tokens 5..9
+            sources(5, 9) == [(s0, 2, 5), (s1, 2, 3)]
+        """
+        runs: list[tuple[Hashable, int, int]] = []
+        offset = 0
+        for span in self._spans:
+            lo, hi = max(start, offset), min(end, offset + len(span))
+            if lo < hi:
+                first = span.source_start + lo - offset
+                if runs and runs[-1][0] == span.source and runs[-1][2] == first:
+                    runs[-1] = (span.source, runs[-1][1], first + hi - lo)
+                else:
+                    runs.append((span.source, first, first + hi - lo))
+            offset += len(span)
+        return runs
 
     def locate(self, index: int) -> TokenLocation:
         """Span and offset of view token ``index`` (``0 <= index < num_tokens``)."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from tim.tree import Path
 
-__all__ = ["StreamRecord", "EvictionRecord", "ForkRecord", "RunRecord", "RunEvent"]
+__all__ = ["StreamRecord", "EvictionRecord", "ForkRecord", "JoinRecord", "RunRecord", "RunEvent"]
 
 
 @dataclass
@@ -18,6 +18,10 @@ class StreamRecord:
     ``logprobs[i]`` is the model's raw log-probability of a sampled token (before any grammar
     mask), None for forced tokens. ``position_ids[i]`` is the position token i had when its
     K/V was first written.
+
+    A child stream started on its parent's view as it was at that moment:
+    ``parent_tokens`` tokens, after ``parent_fed`` of the parent's own tokens had been fed
+    and after every structural change with a smaller ``seq`` (see :class:`RunRecord`).
     """
 
     path: Path
@@ -27,11 +31,21 @@ class StreamRecord:
     logprobs: list[float | None] = field(default_factory=list)
     text: str = ""
     parent_tokens: int = 0  # tokens of the parent's view this stream started on
+    parent_fed: int = 0  # parent tokens fed into the parent's view when this stream started
+    start_seq: int = 0  # order of this stream's start among the run's structural changes
     error: str | None = None
 
 
 @dataclass(frozen=True)
 class EvictionRecord:
+    """Tokens that left ``stream``'s view.
+
+    ``ranges`` holds ``(writer, start, end)`` runs in view order: the writer stream's tokens
+    ``token_ids[start:end]``. It took effect after ``fed`` of ``stream``'s own tokens had
+    been fed into its view (those evicted earlier included), so ``token_ids[fed]`` is the
+    first token fed after it. A deferred eviction changed nothing and has no ranges.
+    """
+
     step: int
     stream: Path  # the stream whose view dropped the tokens
     list_owner: Path  # the task whose subtask list was evicted
@@ -39,6 +53,27 @@ class EvictionRecord:
     num_freed_pages: int
     num_moved: int  # retained tokens re-positioned (shifted or queued for re-encoding)
     deferred: bool = False
+    ranges: tuple[tuple[Path, int, int], ...] = ()
+    fed: int = 0
+    seq: int = 0  # order among the run's structural changes (starts, joins, evictions)
+
+
+@dataclass(frozen=True)
+class JoinRecord:
+    """``child`` ended and ``parent``'s view took its tokens after ``fed`` parent tokens.
+
+    A joined child's own tokens (its view past the ``parent_tokens`` it started on) move to
+    the end of the parent's view, their positions moved by ``delta`` (a RoPE shift). A
+    ``dropped`` child (it failed) leaves nothing in the parent's view.
+    """
+
+    step: int
+    parent: Path
+    child: Path
+    fed: int
+    seq: int
+    delta: int = 0
+    dropped: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,7 +102,13 @@ class ForkRecord:
 
 @dataclass
 class RunRecord:
-    """What a run did; ``Result`` wraps it for users. Plain data, JSON-serialisable."""
+    """What a run did; ``Result`` wraps it for users. Plain data, JSON-serialisable.
+
+    It is precise enough to rebuild every log-probability from it alone: the prompt, each
+    stream's tokens and the positions they were written at, and every structural change of
+    a view (a child's start, a join, an eviction) with the count of the view owner's tokens
+    fed before it and a run-wide ``seq`` that orders changes made between the same tokens.
+    """
 
     format: str
     pruning: str
@@ -76,6 +117,7 @@ class RunRecord:
     streams: dict[Path, StreamRecord] = field(default_factory=dict)
     evictions: list[EvictionRecord] = field(default_factory=list)
     forks: list[ForkRecord] = field(default_factory=list)
+    joins: list[JoinRecord] = field(default_factory=list)
     # (step, tokens processed so far, live KV tokens, streams running) after every step
     timeline: list[tuple[int, int, int, int]] = field(default_factory=list)
     num_steps: int = 0
@@ -96,8 +138,12 @@ class RunRecord:
             {**asdict(s), "path": list(s.path)} for s in self.streams.values()
         ]
         data["evictions"] = [
-            {**asdict(e), "stream": list(e.stream), "list_owner": list(e.list_owner)}
+            {**asdict(e), "stream": list(e.stream), "list_owner": list(e.list_owner),
+             "ranges": [[list(p), a, b] for p, a, b in e.ranges]}
             for e in self.evictions
+        ]
+        data["joins"] = [
+            {**asdict(j), "parent": list(j.parent), "child": list(j.child)} for j in self.joins
         ]
         data["forks"] = [
             {"step": f.step, "parent": list(f.parent), "children": [list(c) for c in f.children]}
@@ -108,19 +154,8 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunRecord:
-        data = dict(data)
-        streams = {}
-        for s in data.pop("streams"):
-            rec = StreamRecord(**{**s, "path": tuple(s["path"])})
-            streams[rec.path] = rec
-        evictions = [
-            EvictionRecord(**{**e, "stream": tuple(e["stream"]),
-                              "list_owner": tuple(e["list_owner"])})
-            for e in data.pop("evictions")
-        ]
-        forks = [
-            ForkRecord(f["step"], tuple(f["parent"]), tuple(tuple(c) for c in f["children"]))
-            for f in data.pop("forks")
-        ]
-        timeline = [tuple(t) for t in data.pop("timeline")]
-        return cls(**data, streams=streams, evictions=evictions, forks=forks, timeline=timeline)
+        """Read ``to_json()`` output back; a damaged record raises ``TraceError`` naming
+        the field (see :func:`tim.engine.record_io.record_from_json`)."""
+        from tim.engine.record_io import record_from_json
+
+        return record_from_json(data)

@@ -13,7 +13,14 @@ from tim.cache import KVStore
 from tim.engine.batch import WorkerInput
 from tim.engine.choosers import Chooser
 from tim.engine.detok import Detokenizer
-from tim.engine.record import EvictionRecord, ForkRecord, RunEvent, RunRecord, StreamRecord
+from tim.engine.record import (
+    EvictionRecord,
+    ForkRecord,
+    JoinRecord,
+    RunEvent,
+    RunRecord,
+    StreamRecord,
+)
 from tim.engine.runner import ModelRunner
 from tim.engine.sampler import stream_generator
 from tim.engine.stream import ListAnchors, Stream, StreamStatus
@@ -27,6 +34,8 @@ if TYPE_CHECKING:
     from tim.engine.engine import Engine
 
 __all__ = ["Run", "check_no_leak"]
+
+PROMPT = "prompt"  # the source of the prompt's tokens in the store (streams are paths)
 
 
 class Run:
@@ -58,10 +67,12 @@ class Run:
         self.finished = False
         self.prune_due = False
         self.num_processed = 0
+        self.num_changes = 0  # structural changes so far: the record's ``seq`` counter
         if not prompt_ids:
             raise ValueError("prompt_ids is empty: a run needs at least one prompt token")
         root = self._new_stream((), view=self.store.new_view())
-        self.store.append(root.view, range(len(prompt_ids)), token_ids=prompt_ids, label="prompt")
+        self.store.append(root.view, range(len(prompt_ids)), token_ids=prompt_ids, label="prompt",
+                          source=(PROMPT, 0))
         self.store.seal(root.view)
         root.num_recompute = len(prompt_ids)  # the prompt is "re-encoded" from nothing
         self.record.num_prefilled += len(prompt_ids)
@@ -108,8 +119,10 @@ class Run:
         if take:
             start = view.next_position
             positions = range(start, start + len(take))
-            self.store.append(view, positions, token_ids=take, label="stream")
+            self.store.append(view, positions, token_ids=take, label="stream",
+                              source=(stream.path, stream.num_fed))
             stream.record.position_ids.extend(positions)
+            stream.num_fed += len(take)
         for kind, path in stream.anchor_requests:
             anchors = self.anchors[self.list_ids[path]]
             if kind == "open":
@@ -265,6 +278,8 @@ class Run:
             parent = self.streams[child.path[:-1]]
             child.view = self.store.fork(parent.view)
             child.record.parent_tokens = parent.view.num_tokens
+            child.record.parent_fed = parent.num_fed
+            child.record.start_seq = self._next_seq()
             self.tracker.fork(parent.view.view_id, child.view.view_id)
             child.status = StreamStatus.RUNNING
             self._force(child, self.fmt.child_header(child.title))
@@ -279,6 +294,9 @@ class Run:
                 self.tracker.drop_view(child.view.view_id)
                 self.prune_due = True
                 self.store.drop(child.view)
+                self.record.joins.append(JoinRecord(
+                    self.record.num_steps, parent.path, child.path, parent.num_fed,
+                    self._next_seq(), dropped=True))
                 if child.path in self.task_ids:
                     self._finish_failed_task(child.path)
             else:
@@ -308,6 +326,9 @@ class Run:
         if delta and view.num_tokens > old_len:
             # siblings decoded concurrently start at the same position: lay them end to end
             self.store.shift(view, old_len, delta)
+        self.record.joins.append(JoinRecord(
+            self.record.num_steps, parent.path, child.path, parent.num_fed, self._next_seq(),
+            delta=delta if view.num_tokens > old_len else 0))
 
     def _finish_failed_task(self, path: Path) -> None:
         try:
@@ -372,6 +393,8 @@ class Run:
         end = view.span_start(anchors.after)
         if end <= start:
             return
+        ranges = view.sources(start, end)
+        assert all(writer != PROMPT for writer, _, _ in ranges), "a rule evicted the prompt"
         result = self.store.evict(view, start, end)
         if result.reencode is not None:
             stream.num_recompute = max(stream.num_recompute, view.num_tokens - start)
@@ -387,6 +410,9 @@ class Run:
                 num_freed_pages=result.num_freed_pages,
                 num_moved=result.num_moved,
                 deferred=result.deferred,
+                ranges=() if result.deferred else tuple(ranges),
+                fed=stream.num_fed,
+                seq=self._next_seq(),
             )
         )
 
@@ -413,6 +439,10 @@ class Run:
         self.streams[path] = stream
         self.record.streams[path] = stream.record
         return stream
+
+    def _next_seq(self) -> int:
+        self.num_changes += 1
+        return self.num_changes - 1
 
     def _num_active(self) -> int:
         return sum(1 for s in self.streams.values() if s.is_active)

@@ -49,6 +49,7 @@ class Stream:
     view: View | None = None
     title: str | None = None
     queue: list[int] = field(default_factory=list)  # tokens to feed; their K/V is not written
+    num_fed: int = 0  # record tokens appended to the view so far (evicted ones included)
     num_recompute: int = 0  # retained tokens at the end of the view to re-encode next step
     plan: list[str] = field(default_factory=list)  # parallel: child titles of the open plan
     children: list[Stream] = field(default_factory=list)
