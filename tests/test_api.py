@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 
 import pytest
 import torch
@@ -57,12 +56,44 @@ def test_stream_yields_live_events_then_the_result(rt):
 
 
 def test_cancel_stops_the_run_and_frees_every_page(rt):
-    timer = threading.Timer(0.5, rt.cancel)
-    timer.start()
-    result = rt.reason("2 + 2?", max_new_tokens=100_000, temperature=1.0)
-    timer.cancel()
+    def cancel_at_step_5(record):
+        if record.num_steps == 5:
+            rt.cancel()
+
+    result = rt.reason("2 + 2?", max_new_tokens=100_000, temperature=1.0,
+                       on_step=cancel_at_step_5)
     assert result.error == "cancelled"
-    assert result.stats.tokens_generated < 100_000  # (the run's close() checked the pool)
+    assert result.stats.num_steps == 5  # (the run's close() checked the pool)
+    # the cancel went with that run
+    assert rt.reason("2 + 2?", max_new_tokens=20).error != "cancelled"
+
+
+def test_cancel_before_reason_cancels_it_before_its_first_step(rt):
+    rt.cancel()
+    result = rt.reason("2 + 2?", max_new_tokens=100_000, temperature=1.0)
+    assert result.error == "cancelled" and result.stats.num_steps == 0
+    assert rt.reason("2 + 2?", max_new_tokens=20).stats.num_steps > 0
+
+
+def test_cancel_while_reason_builds_its_engine_is_not_lost(rt, monkeypatch):
+    # The moment the old Runtime lost: reason() had begun, its engine was not running yet.
+    real_engine = tim.Runtime.engine
+
+    def cancel_then_build(self, **kwargs):
+        self.cancel()
+        return real_engine(self, **kwargs)
+
+    monkeypatch.setattr(tim.Runtime, "engine", cancel_then_build)
+    result = rt.reason("2 + 2?", max_new_tokens=100_000, temperature=1.0)
+    assert result.error == "cancelled" and result.stats.num_steps == 0
+
+
+def test_leaving_a_stream_early_cancels_that_run_only(rt):
+    items = rt.stream("2 + 2?", max_new_tokens=100_000, temperature=1.0)
+    first = next(items)
+    assert first.kind == "token"
+    items.close()  # leaving early: the run is cancelled, the worker joined
+    assert rt.reason("2 + 2?", max_new_tokens=20).stats.num_steps > 0
 
 
 def test_bad_arguments_are_value_errors():

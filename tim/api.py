@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -32,6 +33,11 @@ def build_prompt(tokenizer: Any, instructions: str, question: str) -> list[int]:
         return list(ids)
     text = f"{instructions}\n\nQuestion: {question}\n\nAnswer (JSON):\n"
     return tokenizer.encode(text, add_special_tokens=False)
+
+
+def _check_question(question: Any) -> None:
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError(f"question must be a non-empty string, got {question!r}")
 
 
 class Runtime:
@@ -89,7 +95,10 @@ class Runtime:
         self.loaded = load_model(model, device=device, dtype=dtype)
         self.backend, self.seed = backend, seed
         self.format = get_format(format)
+        # Runtime.cancel() reaches the engine of the call in progress, or the next call's.
+        self._lock = threading.Lock()
         self._active: Engine | None = None
+        self._cancel_next = False
 
     @property
     def tokenizer(self) -> Any:
@@ -117,18 +126,34 @@ class Runtime:
         ``on_step(record)`` runs after every decode step and ``on_event(event)`` for every
         :class:`~tim.engine.record.RunEvent` (tokens, tasks, tools, forks, joins, pruning).
         """
-        if not isinstance(question, str) or not question.strip():
-            raise ValueError(f"question must be a non-empty string, got {question!r}")
-        engine = self._active = self.engine(tools=tools, max_new_tokens=max_new_tokens)
-        prompt = build_prompt(self.tokenizer, self.format.instructions(engine.tools.specs),
-                              question)
+        _check_question(question)
+        engine = self.engine(tools=tools, max_new_tokens=max_new_tokens)
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                                   seed=self.seed)
-        try:
+        return self._reason(engine, question, sampling, on_step=on_step, on_event=on_event)
+
+    def _reason(self, engine: Engine, question: str, sampling: SamplingParams, *,
+                on_step: Callable[[RunRecord], None] | None,
+                on_event: Callable[[RunEvent], None] | None) -> Result:
+        prompt = build_prompt(self.tokenizer, self.format.instructions(engine.tools.specs),
+                              question)
+        with self._activated(engine):
             record = engine.run(prompt, sampling=sampling, on_step=on_step, on_event=on_event)
-        finally:
-            self._active = None
         return Result.of(record, question=question, model=self.loaded.name)
+
+    @contextmanager
+    def _activated(self, engine: Engine) -> Iterator[Engine]:
+        """Make ``engine`` the target of :meth:`cancel` while the block runs."""
+        with self._lock:
+            self._active = engine
+            if self._cancel_next:  # cancelled before this call reached its engine
+                self._cancel_next = False
+                engine.cancel()
+        try:
+            yield engine
+        finally:
+            with self._lock:
+                self._active = None
 
     def reason_many(
         self,
@@ -153,29 +178,50 @@ class Runtime:
         ['2 + 2?', '3 + 3?']
         """
         for question in questions:
-            if not isinstance(question, str) or not question.strip():
-                raise ValueError(f"every question must be a non-empty string, got {question!r}")
-        engine = self._active = self.engine(max_new_tokens=max_new_tokens)
+            _check_question(question)
+        engine = self.engine(max_new_tokens=max_new_tokens)
         instructions = self.format.instructions(())
         prompts = [build_prompt(self.tokenizer, instructions, q) for q in questions]
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                                   seed=self.seed)
-        try:
+        with self._activated(engine):
             records = engine.run_many(prompts, sampling=sampling)
-        finally:
-            self._active = None
         return [Result.of(r, question=q, model=self.loaded.name)
                 for r, q in zip(records, questions, strict=True)]
 
     def cancel(self) -> None:
-        """Stop the running :meth:`reason` (from another thread) after its current step.
+        """Cancel the :meth:`reason` (or :meth:`reason_many`, :meth:`stream`) in progress.
 
-        Every KV page is freed and the result's ``error`` is ``"cancelled"``.
+        Safe from any thread and from ``on_step``. The call in progress stops before its
+        next decode step; with none in progress, the next call stops before its first. Either
+        way every KV page is freed and the result's ``error`` is ``"cancelled"``.
+
+        Examples
+        --------
+        >>> from tim.models import tiny_model
+        >>> rt = Runtime(model=tiny_model("qwen3")[:2], format="thread2", max_depth=1)
+        >>> rt.cancel()
+        >>> result = rt.reason("2 + 2?", max_new_tokens=64)
+        >>> result.error, result.stats.num_steps
+        ('cancelled', 0)
         """
-        if self._active is not None:
-            self._active.cancel()
+        with self._lock:
+            if self._active is not None:
+                self._active.cancel()
+            else:
+                self._cancel_next = True
 
-    def stream(self, question: str, **options: Any) -> Iterator[RunEvent | Result]:
+    def stream(
+        self,
+        question: str,
+        *,
+        tools: Sequence[Callable] = (),
+        max_new_tokens: int = 4096,
+        temperature: float = 0.7,
+        top_p: float = 0.95,
+        top_k: int = 0,
+        on_step: Callable[[RunRecord], None] | None = None,
+    ) -> Iterator[RunEvent | Result]:
         """Like :meth:`reason`, but yields live :class:`~tim.engine.record.RunEvent` s as the
         tree is decoded, then the :class:`Result` last. Leaving the loop early cancels the run.
 
@@ -187,13 +233,20 @@ class Runtime:
         >>> items[0].kind, type(items[-1]).__name__
         ('token', 'Result')
         """
+        _check_question(question)
+        # Leaving early cancels this call's own engine, so a cancel that meets the run's
+        # end is dropped with that engine, never left pending for the next call.
+        engine = self.engine(tools=tools, max_new_tokens=max_new_tokens)
+        sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
+                                  seed=self.seed)
         events: queue.Queue = queue.Queue()
         done = object()
         outcome: dict[str, Any] = {}
 
         def work() -> None:
             try:
-                outcome["result"] = self.reason(question, on_event=events.put, **options)
+                outcome["result"] = self._reason(engine, question, sampling, on_step=on_step,
+                                                 on_event=events.put)
             except BaseException as exc:  # handed to the consumer below
                 outcome["error"] = exc
             finally:
@@ -206,7 +259,7 @@ class Runtime:
                 yield item
         finally:
             if worker.is_alive():
-                self.cancel()
+                engine.cancel()
                 worker.join()
         if "error" in outcome:
             raise outcome["error"]

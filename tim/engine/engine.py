@@ -83,8 +83,27 @@ class Engine:
         return ModelRunner(self.model, store)
 
     def cancel(self) -> None:
-        """Stop the current run after its step; its pages are freed as usual."""
+        """Cancel the run in progress or, when none is, the next one; safe from any thread.
+
+        A cancel is kept until a run takes it, so none is lost to timing:
+
+        - during :meth:`run` or :meth:`run_many` (including from ``on_step``), the run stops
+          before its next step;
+        - before a run starts, that run stops before its first step.
+
+        Either way the run returns normally: its pages are freed as usual and
+        ``record.error`` is ``"cancelled"``. A run that finishes first takes the cancel
+        with it, unmarked; the next run is not cancelled by it.
+        """
         self._cancelled.set()
+
+    def _take_cancel(self, records: Sequence[RunRecord]) -> bool:
+        """True if a cancel is pending: every unfinished record is marked, the cancel taken."""
+        if not self._cancelled.is_set():
+            return False
+        for record in records:
+            record.error = record.error or "cancelled"
+        return True
 
     # ------------------------------------------------------------------ the loop
     def run(
@@ -99,26 +118,26 @@ class Engine:
         """Decode a tree after ``prompt_ids``; always frees every page, even on error.
 
         ``on_step(record)`` is called after every step, ``on_event(event)`` for every
-        :class:`~tim.engine.record.RunEvent`. :meth:`cancel` (from any thread) ends the run
-        after the current step, with ``record.error`` saying so.
+        :class:`~tim.engine.record.RunEvent`. :meth:`cancel` (from any thread, from
+        ``on_step``, or before the run starts) ends the run before its next step, with
+        ``record.error == "cancelled"``.
         """
-        run = Run(self, list(prompt_ids), chooser or SamplingChooser(sampling or SamplingParams()),
-                   constrained=chooser is None, on_event=on_event)
-        self._cancelled.clear()
         start = time.perf_counter()
         try:
-            while not run.finished:
-                self._step([run], run.runner)
-                if on_step is not None:
-                    on_step(run.record)
-                if self._cancelled.is_set():
-                    run.record.error = "cancelled"
-                    break
+            run = Run(self, list(prompt_ids),
+                      chooser or SamplingChooser(sampling or SamplingParams()),
+                      constrained=chooser is None, on_event=on_event)
+            try:
+                while not run.finished and not self._take_cancel([run.record]):
+                    self._step([run], run.runner)
+                    if on_step is not None:
+                        on_step(run.record)
+            finally:
+                run.close()
+                run.record.wall_time_s = time.perf_counter() - start
         finally:
-            run.close()
-            run.record.wall_time_s = time.perf_counter() - start
+            self._cancelled.clear()  # this run took any cancel made before it ended
         return run.record
-
 
     def run_many(
         self,
@@ -135,28 +154,29 @@ class Engine:
         samples with seed ``sampling.seed + i``.
         """
         sampling = sampling or SamplingParams()
-        runner = self.new_runner()
-        runs = [
-            Run(self, list(p), SamplingChooser(replace(sampling, seed=sampling.seed + i)),
-                 constrained=True, on_event=None, runner=runner)
-            for i, p in enumerate(prompts)
-        ]
-        self._cancelled.clear()
         start = time.perf_counter()
         try:
-            while not all(run.finished for run in runs):
-                self._step([run for run in runs if not run.finished], runner)
-                if on_step is not None:
-                    on_step([run.record for run in runs])
-                if self._cancelled.is_set():
-                    for run in runs:
-                        run.record.error = run.record.error or "cancelled"
-                    break
+            runner = self.new_runner()
+            runs = [
+                Run(self, list(p), SamplingChooser(replace(sampling, seed=sampling.seed + i)),
+                     constrained=True, on_event=None, runner=runner)
+                for i, p in enumerate(prompts)
+            ]
+            try:
+                while True:
+                    running = [run for run in runs if not run.finished]
+                    if not running or self._take_cancel([run.record for run in running]):
+                        break
+                    self._step(running, runner)
+                    if on_step is not None:
+                        on_step([run.record for run in runs])
+            finally:
+                for run in runs:
+                    run.drop_views()
+                    run.record.wall_time_s = time.perf_counter() - start
+                check_no_leak(runner.store)
         finally:
-            for run in runs:
-                run.drop_views()
-                run.record.wall_time_s = time.perf_counter() - start
-            check_no_leak(runner.store)
+            self._cancelled.clear()  # these runs took any cancel made before they ended
         return [run.record for run in runs]
 
     def _step(self, runs: list[Run], runner: ModelRunner) -> None:
