@@ -16,7 +16,7 @@ MODULES = ["tim.api", "tim.engine.sampler", "tim.engine.detok", "tim.engine.conf
 @pytest.mark.parametrize("name", MODULES)
 def test_module_doctests(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
+    assert result.failed == 0 and result.attempted > 0  # a module without examples fails
 
 
 def test_api_doc_examples():

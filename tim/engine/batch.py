@@ -85,6 +85,31 @@ def build_batch(
 
     Members of a cascade group may feed several tokens (a forced header right after a fork)
     as long as all of them lie after the shared prefix.
+
+    Examples
+    --------
+    Two children forked from a 4-token parent each feed one token; a lone view feeds two.
+    The lone worker is laid out first, the siblings after it as one cascade group whose
+    shared prefix (slots 0..3) is attended once:
+
+    >>> from tim.cache import CacheConfig, KVStore
+    >>> store = KVStore(CacheConfig(num_layers=1, num_kv_heads=1, head_dim=4, num_pages=8,
+    ...                             page_size=4, position_policy="keep"))
+    >>> parent = store.new_view()
+    >>> _ = store.append(parent, range(4), token_ids=[10, 11, 12, 13])
+    >>> a, b = store.fork(parent), store.fork(parent)
+    >>> _ = store.append(a, [4], token_ids=[20]), store.append(b, [4], token_ids=[30])
+    >>> lone = store.new_view()
+    >>> _ = store.append(lone, [0, 1], token_ids=[40, 41])
+    >>> batch = build_batch([WorkerInput(a, (20,), (4,)), WorkerInput(lone, (40, 41), (0, 1)),
+    ...                      WorkerInput(b, (30,), (4,))], min_prefix_len=4)
+    >>> batch.order, batch.input_ids.tolist(), batch.position_ids.tolist()
+    ((1, 0, 2), [40, 41, 20, 30], [0, 1, 4, 4])
+    >>> batch.write_slots.tolist(), batch.logits_indices.tolist()
+    ([12, 13, 4, 8], [1, 2, 3])
+    >>> [(g.token_start, g.token_end, g.prefix_slots.tolist(), g.kv_slots.tolist())
+    ...  for g in batch.groups]
+    [(0, 2, [], [12, 13]), (2, 4, [0, 1, 2, 3], [4, 8])]
     """
     if not inputs:
         raise ValueError("build_batch needs at least one worker input")
