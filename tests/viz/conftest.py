@@ -6,14 +6,23 @@ fixtures``): a tiny random Qwen3 replaying ``realruns.small_tree()``.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path as FilePath
 
 import pytest
 
+from tests.viz.browser import find_chromium
 from tim.engine.record import RunRecord, StreamRecord
 from tim.tree import Task, TaskStatus, TaskTree, ToolUse
 
 DATA = FilePath(__file__).resolve().parent / "data"
+
+# A test that needs a system program skips, with the install hint, when it is missing.
+DOT_MISSING = "Graphviz `dot` is not installed (apt-get install graphviz)"
+CHROMIUM_MISSING = ("Chromium or its driver is not installed "
+                    "(apt-get install chromium chromium-driver)")
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason=DOT_MISSING)
+needs_chromium = pytest.mark.skipif(None in find_chromium(), reason=CHROMIUM_MISSING)
 
 HOSTILE = [
     "<script>alert(1)</script>",

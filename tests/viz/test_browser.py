@@ -1,21 +1,18 @@
 """The HTML viewer in a real browser: headless Debian Chromium driven by selenium.
 
-Needs ``apt-get install chromium chromium-driver`` and ``pip install selenium``; skipped
-only when Chromium itself is absent.
+Needs ``apt-get install chromium chromium-driver`` and ``pip install selenium``; skipped,
+with that hint, when Chromium or its driver is absent.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.viz.browser import chromium, console_errors, find_chromium
-from tests.viz.conftest import big_tree
+from tests.viz.browser import chromium, console_errors
+from tests.viz.conftest import big_tree, needs_chromium
 from tim.viz import load_run, worker_timeline, write_html
 
-pytestmark = pytest.mark.skipif(
-    None in find_chromium(),
-    reason="Chromium is not installed (apt-get install chromium chromium-driver)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+from tests.viz.conftest import needs_dot
 from tim.viz import main_viz
 
 
+@needs_dot
 def test_all_outputs(tmp_path, parallel_path, thread2_path, capsys):
     html, svg, png = tmp_path / "v.html", tmp_path / "t.svg", tmp_path / "kv.png"
     code = main_viz([str(parallel_path), "--html", str(html), "--svg", str(svg), "--png", str(png),

@@ -11,6 +11,7 @@ from pathlib import Path as FilePath
 import pytest
 
 import tim.viz
+from tests.viz.conftest import DOT_MISSING, needs_dot
 
 MODULES = ["load", "partial", "nodes", "timeline", "terminal", "dot", "plot", "viewer", "cli"]
 ROOT = FilePath(__file__).resolve().parents[2]
@@ -20,7 +21,7 @@ DOC = ROOT / "docs" / "visualization.md"
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
     if name == "dot" and shutil.which("dot") is None:
-        pytest.skip("Graphviz `dot` is not installed (apt-get install graphviz)")
+        pytest.skip(DOT_MISSING)
     module = importlib.import_module(f"tim.viz.{name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
@@ -40,9 +41,8 @@ def test_doc_images_exist_and_are_pngs():
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, image
 
 
+@needs_dot
 def test_doc_python_blocks_run(tmp_path, monkeypatch, parallel_path):
-    if shutil.which("dot") is None:
-        pytest.skip("Graphviz `dot` is not installed (apt-get install graphviz)")
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
     assert blocks
     shutil.copy(parallel_path, tmp_path / "run.json")

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.viz.conftest import HOSTILE
+from tests.viz.conftest import HOSTILE, needs_dot
 from tim.errors import TimError
 from tim.tree import TaskStatus
 from tim.viz import dot_source, render_graphviz
 from tim.viz.dot import PRUNED_COLORS, STATUS_COLORS, TOOL_COLORS
 
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
-                               reason="Graphviz `dot` is not installed (apt-get install graphviz)")
 SVG = "{http://www.w3.org/2000/svg}"
 
 
