@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.viz.conftest import HOSTILE, needs_dot
+from tests.viz.conftest import HOSTILE, hostile, needs_dot
 from tim.errors import TimError
 from tim.tree import TaskStatus
 from tim.viz import dot_source, render_graphviz
@@ -96,10 +96,38 @@ def test_bad_format(tmp_path, parallel_path):
 
 def test_hostile_text_cannot_break_the_dot_source(hostile_tree):
     src = dot_source(hostile_tree)
-    import graphviz
-
-    # each label is one quoted DOT string: the parser sees exactly the nodes we made
     assert src.count(" [label=") == 5  # root, 3 tasks and 1 tool
     assert all(h.replace("\u2028", " ").replace("\u2029", " ")[:8] in src.replace("\\\\", "\\")
                for h in HOSTILE)
-    assert isinstance(graphviz.Source(src).source, str)
+
+
+@needs_dot
+def test_graphviz_reads_hostile_labels_as_text(hostile_tree):
+    import json
+
+    import graphviz
+
+    # dot itself parses the source: exactly the nodes and edges we made, nothing injected
+    parsed = json.loads(graphviz.Source(dot_source(hostile_tree)).pipe(format="json"))
+    labels = {o["name"]: o["label"] for o in parsed["objects"] if "nodes" not in o}
+    assert set(labels) == {"root", "t_0", "t_1", "t_0_0", "tool_t_0_0"}
+    assert len(parsed["edges"]) == 4
+    # ... and each label, read as dot reads it, holds its field's text: quotes and
+    # backslashes are text, not line breaks (\n \l \r) or names (\N \G ...)
+    first_line = {name: _dot_text(label).split("\n")[0] for name, label in labels.items()}
+    assert first_line["t_0"].startswith(hostile(10)[:30])  # a title
+    assert first_line["t_1"].startswith(hostile(11)[:30])  # a thought (no title)
+    assert first_line["t_0_0"].startswith(hostile(6)[:30])  # \l and \N stay text
+    assert first_line["tool_t_0_0"].startswith(f"⚙ {hostile(0)}(")
+    assert _dot_text(labels["root"]).endswith(f"answer: {hostile(13)}")
+
+
+def _dot_text(label: str) -> str:
+    """What Graphviz shows for a DOT escString: escapes read, names (``\\N``, ...) as NUL."""
+    import re
+
+    def read(match: re.Match) -> str:
+        char = match.group(1)
+        return "\n" if char in "nlr" else char if char in '\\"' else "\0"
+
+    return re.sub(r"\\(.)", read, label)
