@@ -21,6 +21,27 @@ def test_all_outputs(tmp_path, parallel_path, thread2_path, capsys):
     assert f"wrote {html}" in out and "✓ compute B" in out and "answer: 403" in out
 
 
+def test_an_output_that_fails_does_not_stop_the_others(tmp_path, parallel_path, monkeypatch,
+                                                      capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-programs"))  # no Graphviz `dot`
+    html, svg, tree_png, png = (tmp_path / name for name in ("v.html", "t.svg", "t.png",
+                                                             "kv.png"))
+    code = main_viz([str(parallel_path), "--html", str(html), "--svg", str(svg),
+                     "--tree-png", str(tree_png), "--png", str(png), "--text"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    # everything that needs no `dot` was written, after the drawings failed ...
+    assert "tim-data" in html.read_text(encoding="utf-8")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert f"wrote {html}" in out and f"wrote {png}" in out and "✓ compute B" in out
+    assert not svg.exists() and not tree_png.exists()
+    # ... and each failure is one line naming its option and the fix
+    lines = err.splitlines()
+    assert [line.split(":")[2].strip() for line in lines] == ["--svg", "--tree-png"]
+    assert all(line.startswith("tim viz: error:") and "apt-get install graphviz" in line
+               for line in lines)
+
+
 def test_text_is_the_default(parallel_path, capsys):
     assert main_viz([str(parallel_path)]) == 0
     assert "✓ plan" in capsys.readouterr().out
@@ -30,9 +51,9 @@ def test_plain_tree_file(tmp_path, capsys):
     path = tmp_path / "tree.json"
     path.write_text(json.dumps({"reasoning": [{"thought": "t", "conclusion": "c"}], "answer": "a"}))
     assert main_viz([str(path), "--html", str(tmp_path / "t.html")]) == 0
-    assert main_viz([str(path), "--png", str(tmp_path / "kv.png")]) == 1
+    assert main_viz([str(path), "--png", str(tmp_path / "kv.png")]) == 2  # no timeline
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("tim viz: error:") and "run file" in err
+    assert err.count("\n") == 1 and err.startswith("tim viz: error: --png:") and "run file" in err
 
 
 def test_bad_arguments_exit_2_with_one_line(capsys):

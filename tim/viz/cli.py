@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from tim.cli import OneLineParser
 from tim.errors import TimError
@@ -37,7 +38,11 @@ def viz_parser() -> argparse.ArgumentParser:
 
 
 def main_viz(argv: Sequence[str] | None = None) -> int:
-    """Run ``tim viz``; returns the exit status (0 ok, 1 a tim error, 2 bad arguments).
+    """Run ``tim viz``; returns the exit status.
+
+    0: every output written. 1: the run file cannot be read (nothing is written).
+    2: a bad argument, or an output that could not be written: every other output is
+    still written, then each failure is reported on one line.
 
     Examples
     --------
@@ -55,28 +60,62 @@ def main_viz(argv: Sequence[str] | None = None) -> int:
 
     try:
         view = load_run(args.run)
-        if args.html:
-            from tim.viz.viewer import write_html
-
-            print(f"wrote {write_html(view, args.html)}")
-        if args.svg:
-            from tim.viz.dot import render_graphviz
-
-            print(f"wrote {render_graphviz(view, args.svg, 'svg', max_tasks=args.max_tasks)}")
-        if args.tree_png:
-            from tim.viz.dot import render_graphviz
-
-            print(f"wrote {render_graphviz(view, args.tree_png, 'png', max_tasks=args.max_tasks)}")
-        if args.png:
-            from tim.viz.plot import plot_kv_timeline
-
-            baseline = load_run(args.baseline) if args.baseline else None
-            print(f"wrote {plot_kv_timeline(view, args.png, window=args.window, baseline=baseline)}")
-        if args.text or not (args.html or args.svg or args.tree_png or args.png):
-            from tim.viz.terminal import render_terminal
-
-            render_terminal(view, max_tasks=args.max_tasks)
     except (TimError, OSError) as exc:
-        print(f"tim viz: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        _report(exc)
         return 1
-    return 0
+    failures = []
+    for option, write in _outputs(args, view):
+        try:
+            write()
+        except (TimError, OSError) as exc:
+            failures.append((option, exc))
+    for option, exc in failures:
+        _report(exc, option)
+    return 2 if failures else 0
+
+
+def _outputs(args: argparse.Namespace, view: Any) -> list[tuple[str, Callable[[], None]]]:
+    """(option, writer) for each output asked for; each writer prints what it wrote."""
+
+    def html() -> None:
+        from tim.viz.viewer import write_html
+
+        print(f"wrote {write_html(view, args.html)}")
+
+    def drawing(path: str, format: str) -> Callable[[], None]:
+        def draw() -> None:
+            from tim.viz.dot import render_graphviz
+
+            print(f"wrote {render_graphviz(view, path, format, max_tasks=args.max_tasks)}")
+
+        return draw
+
+    def plot() -> None:
+        from tim.viz.load import load_run
+        from tim.viz.plot import plot_kv_timeline
+
+        baseline = load_run(args.baseline) if args.baseline else None
+        print(f"wrote {plot_kv_timeline(view, args.png, window=args.window, baseline=baseline)}")
+
+    def text() -> None:
+        from tim.viz.terminal import render_terminal
+
+        render_terminal(view, max_tasks=args.max_tasks)
+
+    asked = []
+    if args.html:
+        asked.append(("--html", html))
+    if args.svg:
+        asked.append(("--svg", drawing(args.svg, "svg")))
+    if args.tree_png:
+        asked.append(("--tree-png", drawing(args.tree_png, "png")))
+    if args.png:
+        asked.append(("--png", plot))
+    if args.text or not asked:
+        asked.append(("--text", text))
+    return asked
+
+
+def _report(exc: Exception, option: str | None = None) -> None:
+    where = f"{option}: " if option else ""
+    print(f"tim viz: error: {where}{' '.join(str(exc).split())}", file=sys.stderr)
