@@ -86,10 +86,18 @@ def test_same_seed_same_weights_and_the_global_rng_is_untouched():
 
 def test_noise_decodes():
     loaded = tiny_model("llama", seed=1)
-    ids = TOKENIZER.encode("<|im_start|>user\nhi", return_tensors="pt")
+    prompt = "<|im_start|>user\nhi"
+    ids = TOKENIZER.encode(prompt, return_tensors="pt")
     with torch.inference_mode():
-        out = loaded.model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=258)
-    assert isinstance(loaded.tokenizer.decode(out[0]), str)
+        out = loaded.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
+                                    do_sample=False, pad_token_id=258)
+        # greedy generate picks the argmax of a plain forward over what it wrote
+        logits = loaded.model(out[:, :-1]).logits[0]  # (T - 1, V)
+    new_ids = out[0, ids.shape[1]:]
+    assert 1 <= new_ids.numel() <= 12 and (new_ids < 259).all()
+    assert torch.equal(logits[ids.shape[1] - 1 :].argmax(-1), new_ids)
+    text = loaded.tokenizer.decode(out[0])
+    assert text.startswith(prompt) and len(text) > len(prompt)
 
 
 def test_real_shape_with_a_wider_vocab():
