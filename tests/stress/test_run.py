@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import doctest
-import time
 
 import pytest
 
@@ -21,13 +20,11 @@ def lm():
     return stress_model(num_layers=1)
 
 
-@pytest.mark.slow  # about 15 s of CPU; under a minute of wall time on a shared 2-core box
-def test_ci_stress_run_twenty_windows_in_under_a_minute():
-    start = time.perf_counter()
-    lm = stress_model(num_layers=1)  # built inside the timing: the whole check counts
+@pytest.mark.slow  # about 15 s of CPU alone; a loaded shared box may take minutes
+def test_ci_stress_run_twenty_windows_with_bounded_work():
+    lm = stress_model(num_layers=1)
     report = stress(lm, shape=StressShape(), format="thread2", positions="shift",
                     pruning="buffer:0")
-    elapsed = time.perf_counter() - start
     assert report.ok, report.failure
     assert report.window == WINDOW and report.kv_budget_tokens == WINDOW
     assert report.total_tokens >= 20 * WINDOW  # ≥ 20x the window
@@ -36,7 +33,10 @@ def test_ci_stress_run_twenty_windows_in_under_a_minute():
     assert report.live_ratio < 0.05  # bounded memory: peak live under 5% of the tokens
     assert report.num_evicted > report.total_tokens * 0.9
     assert len(report.decile_tokens_per_s) == 10 and min(report.decile_tokens_per_s) > 0
-    assert elapsed < 60, f"the CI stress run took {elapsed:.0f} s"
+    # The cost, counted in work rather than seconds: one forward per sampled token (forced
+    # tokens ride along), and no token fed twice (shift re-encodes nothing).
+    assert report.num_steps == report.record.num_generated
+    assert report.tokens_processed < report.total_tokens and report.record.num_reencoded == 0
 
 
 def test_comparison_fails_keep_and_none_by_name(lm):

@@ -118,7 +118,9 @@ def test_five_thousand_tasks_render_fast_and_small(tmp_path):
     out = write_html(tree, tmp_path / "big.html")
     seconds = time.perf_counter() - start
     size = out.stat().st_size
-    assert seconds < 5.0, f"{seconds:.1f} s"  # about 0.25 s here; the machine is shared
+    # About 0.25 s on an idle 2-core box; the wide bound holds on a loaded one and still
+    # catches a blow-up (work per task growing with the tree).
+    assert seconds < 60, f"{seconds:.1f} s"
     assert size < 4_000_000, size  # about 1.5 MB
     assert len(_data_of(out.read_text(encoding="utf-8"))["tasks"]) == 5050
 
