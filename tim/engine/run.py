@@ -98,19 +98,22 @@ class Run:
         self._note_step(num_tokens, len(fed))
 
     def _schedule(self) -> list[tuple[Stream, WorkerInput]]:
+        """Streams with tokens to feed, and any view with a re-encode pending: a waiting
+        parent's or a finished child's too, so that no fork or join ever sees stale keys."""
         scheduled = []
         for stream in self.streams.values():
-            if stream.status not in (StreamStatus.RUNNING, StreamStatus.FLUSHING):
-                continue
-            if not stream.queue and not stream.num_recompute:
-                continue
-            scheduled.append((stream, self._feed(stream)))
+            if (stream.num_recompute and stream.status is not StreamStatus.FAILED
+                    and stream.view is not None and stream.view.is_alive):
+                scheduled.append((stream, self._feed(stream)))
+            elif stream.queue and stream.status in (StreamStatus.RUNNING, StreamStatus.FLUSHING):
+                scheduled.append((stream, self._feed(stream)))
         return scheduled
 
     def _feed(self, stream: Stream) -> WorkerInput:
         """Append the stream's queued tokens to its view; return the step's input."""
         view = stream.view
-        take = stream.queue[: self.cfg.prefill_chunk]
+        feeding = stream.status in (StreamStatus.RUNNING, StreamStatus.FLUSHING)
+        take = stream.queue[: self.cfg.prefill_chunk] if feeding else []
         del stream.queue[: len(take)]
         closes_list = any(kind == "close" for kind, _ in stream.anchor_requests)
         if closes_list and take:
@@ -250,9 +253,13 @@ class Run:
     # ------------------------------------------------------------------ fork / join
     def _after_flushes(self, fed: list[Stream]) -> None:
         for stream in fed:
-            if stream.status is not StreamStatus.FLUSHING or stream.queue:
+            if stream.status is StreamStatus.WAITING_CHILDREN:  # its re-encode is done
+                self._try_join(stream)
+            elif stream.status is StreamStatus.DONE and stream.path:  # likewise
+                self._try_join(self.streams[stream.path[:-1]])
+            elif stream.status is not StreamStatus.FLUSHING or stream.queue:
                 continue
-            if stream.plan and stream.num_joined == 0 and not stream.children:
+            elif stream.plan and stream.num_joined == 0 and not stream.children:
                 self._fork(stream)
             else:
                 stream.status = StreamStatus.DONE
@@ -273,9 +280,15 @@ class Run:
         self._start_waiting_children()
 
     def _start_waiting_children(self) -> None:
-        while self.waiting and self._num_active() < self.cfg.max_workers:
-            child = self.waiting.pop(0)
+        """Start queued children while workers are free; a child whose parent's view has a
+        re-encode pending waits a step, so that it never starts on stale keys."""
+        for child in list(self.waiting):
+            if self._num_active() >= self.cfg.max_workers:
+                return
             parent = self.streams[child.path[:-1]]
+            if parent.num_recompute:
+                continue
+            self.waiting.remove(child)
             child.view = self.store.fork(parent.view)
             child.record.parent_tokens = parent.view.num_tokens
             child.record.parent_fed = parent.num_fed
@@ -288,6 +301,8 @@ class Run:
         """Join finished children in plan order; after the last, the parent resumes."""
         while parent.num_joined < len(parent.children):
             child = parent.children[parent.num_joined]
+            if parent.num_recompute or (child.status is StreamStatus.DONE and child.num_recompute):
+                return  # joined after the re-encode (its feed calls this again)
             if child.status is StreamStatus.DONE:
                 self._join(parent, child)
             elif child.status is StreamStatus.FAILED:

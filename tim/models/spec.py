@@ -59,6 +59,9 @@ class ModelSpec:
         Factor the model multiplies cos and sin by (YaRN); a shift must not apply it again.
     mrope_section : tuple of int or None
         Set for multimodal RoPE (M-RoPE), which tim cannot shift.
+    rope_interleaved : bool
+        RoPE rotates interleaved pairs ``(x[2i], x[2i+1])`` (Cohere) rather than the halves
+        ``(x[i], x[i + D/2])`` that ``tim.kernels.rope_shift`` rotates; tim cannot shift it.
     sliding_window : int, tuple or None
         One window for all layers, or a per-layer tuple (None = full attention) when
         layers differ.
@@ -84,6 +87,7 @@ class ModelSpec:
     softcap: float | None
     dtype: torch.dtype
     device: torch.device
+    rope_interleaved: bool = False
 
     def layer_sliding_window(self, layer_idx: int) -> int | None:
         """The sliding window of one layer (None: full attention)."""
@@ -197,7 +201,24 @@ def inspect_model(model: nn.Module) -> ModelSpec:
         softcap=float(softcap) if softcap is not None else None,
         dtype=first.dtype,
         device=first.device,
+        rope_interleaved=_rope_is_interleaved(attention),
     )
+
+
+def _rope_is_interleaved(attention: list[nn.Module]) -> bool:
+    """Ask the model's own ``rotate_half`` which channels it pairs: the halves give
+    ``[-2, -3, 0, 1]`` for ``[0, 1, 2, 3]``, interleaved pairs ``[-1, 0, -3, 2]``. A model
+    without one is taken to use the halves, as Llama does."""
+    import sys
+
+    import torch
+
+    if not attention:
+        return False
+    rotate_half = getattr(sys.modules.get(type(attention[0]).__module__), "rotate_half", None)
+    if rotate_half is None:
+        return False
+    return rotate_half(torch.arange(4.0)).tolist() == [-1.0, 0.0, -3.0, 2.0]
 
 
 def check_supported(spec: ModelSpec, *, positions: str = "shift") -> None:
@@ -241,6 +262,12 @@ def check_supported(spec: ModelSpec, *, positions: str = "shift") -> None:
         raise UnsupportedModelError(
             f"{spec.arch} uses multimodal RoPE (M-RoPE, mrope_section={list(spec.mrope_section)}), "
             "which cannot be shifted by one rotation; use positions='reencode'"
+        )
+    if spec.rope_interleaved:
+        raise UnsupportedModelError(
+            f"{spec.arch} uses interleaved RoPE (pairs x[2i], x[2i+1]), which tim's RoPE shift "
+            "does not rotate yet; use positions='reencode' (and max_workers=1 for the parallel "
+            "format, whose concurrent siblings are laid end to end by a shift)"
         )
     if spec.rope_type not in SHIFTABLE_ROPE_TYPES or spec.inv_freq is None:
         raise UnsupportedModelError(

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TINY_ARCHS", "SPECIAL_TOKENS", "tiny_tokenizer", "tiny_model"]
 
-TINY_ARCHS = ("llama", "qwen2", "qwen3", "mistral")
+TINY_ARCHS = ("llama", "qwen2", "qwen3", "mistral", "cohere", "phi3")
 SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 NUM_BYTE_TOKENS = 256
 
