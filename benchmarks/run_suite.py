@@ -9,9 +9,14 @@ Usage::
 
     python benchmarks/run_suite.py [--quick] [--only kernels,engine,tree] [--threads N]
                                    [--resume] [--out DIR] [--doc PATH]
+    python benchmarks/run_suite.py --merge-gpu PATH/gpu.md [--doc PATH]
 
 With ``--quick`` every script runs its small sizes; use it to check the suite, not for
 figures. The full suite takes about 45 minutes on a 2-core CPU with one thread.
+
+The GPU tables come from ``benchmarks/gpu_check.py``, run on a lent device (it cannot run
+here); ``--merge-gpu`` copies its ``gpu.md`` into the ``<!-- suite:gpu -->`` block and runs
+nothing. A dry run's ``gpu.md`` (no CUDA device) is refused: its figures are not a GPU's.
 """
 
 from __future__ import annotations
@@ -45,6 +50,16 @@ def replace_block(doc: str, name: str, body: str) -> str:
         raise SystemExit(f"run_suite: the doc has no '<!-- suite:{name} -->' ... "
                          f"'<!-- /suite:{name} -->' block; add one where the tables belong")
     return pattern.sub(lambda m: m.group(1) + body.strip("\n") + m.group(2), doc, count=1)
+
+
+def merge_gpu(md_path: Path, doc_path: Path) -> None:
+    """Replace the ``gpu`` block of ``doc_path`` with the tables of gpu_check.py's ``gpu.md``."""
+    tables = md_path.read_text(encoding="utf-8")
+    if "<!-- gpu_check: dry_run=false -->" not in tables.split("\n", 1)[0]:
+        raise SystemExit(f"run_suite: {md_path} is not from a GPU run of gpu_check.py (a dry "
+                         f"run, or another file); the gpu block was not touched")
+    doc = replace_block(doc_path.read_text(encoding="utf-8"), "gpu", tables)
+    doc_path.write_text(doc, encoding="utf-8")
 
 
 def run_one(name: str, out: Path, *, quick: bool, threads: int, resume: bool) -> str:
@@ -83,7 +98,13 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md",
                         help="markdown file whose suite blocks are replaced "
                              "(default docs/benchmarks.md)")
+    parser.add_argument("--merge-gpu", type=Path, metavar="GPU_MD",
+                        help="only copy gpu_check.py's gpu.md into the gpu block; run nothing")
     args = parser.parse_args()
+    if args.merge_gpu:
+        merge_gpu(args.merge_gpu, args.doc)
+        print(f"run_suite: wrote the gpu block of {args.doc}", file=sys.stderr)
+        return
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCRIPTS]
     if unknown or not names:
