@@ -131,6 +131,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from tim.engine.choosers import TokenReplay
     from tim.engine.config import EngineConfig
     from tim.engine.engine import Engine
+    from tim.engine.record_io import check_token_ids
     from tim.models import load_model
     from tim.result import Result
 
@@ -144,6 +145,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         max_new_tokens=max(1, rec.num_generated),
     )
     engine = Engine(loaded.model, loaded.tokenizer, config)
+    check_token_ids(rec, engine.spec.vocab_size)  # an edited file fails here, not mid-run
     with _progress(console, rec.num_generated) as on_step:
         record = engine.run(rec.prompt_ids, chooser=TokenReplay.from_record(rec), on_step=on_step)
     result = Result.of(record, question=saved.question, model=loaded.name)

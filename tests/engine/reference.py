@@ -23,6 +23,7 @@ position and a join's recorded ``delta`` must be what these rules give.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, replace
 
 import torch
@@ -80,6 +81,10 @@ class ComposedReference:
         self.inv_freq = rotary.inv_freq.detach().double().cpu()
         self.interleaved = model.config.model_type in INTERLEAVED_ROPE
         self.num_layers = model.config.num_hidden_layers
+        # transformers >= 5.20 names the forward's cache argument ``cache``; older 5.x
+        # (the GPU machine's 5.17) ``past_key_values``
+        params = inspect.signature(model.forward).parameters
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
         self.logprobs: dict[tuple, dict[int, float]] = {}
         self.replayed: set[tuple] = set()  # children whose streams were replayed
         self.num_forwards = 0
@@ -213,8 +218,8 @@ class ComposedReference:
             input_ids=torch.tensor([[tok for _, _, tok in items]]),
             position_ids=torch.tensor([positions]),
             attention_mask=torch.ones(1, n + t, dtype=torch.long),  # no packed-sequence guess
-            cache=cache,
             use_cache=True,
+            **{self.cache_arg: cache},
         )
         keys = torch.stack([cache.layers[i].keys[0, :, n:] for i in range(self.num_layers)])
         values = torch.stack([cache.layers[i].values[0, :, n:] for i in range(self.num_layers)])

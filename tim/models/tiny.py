@@ -94,7 +94,9 @@ def tiny_model(
 
     Parameters
     ----------
-    arch : {"llama", "qwen2", "qwen3", "mistral"}
+    arch : {"llama", "qwen2", "qwen3", "mistral", "cohere", "phi3"}
+        Cohere has interleaved RoPE (its ``logit_scale`` is set to 1 here, for lively
+        logits); Phi-3 takes ``partial_rotary_factor`` for RoPE on part of each head.
     num_layers, hidden_size, num_heads, num_kv_heads : int
         The shape. ``num_heads % num_kv_heads == 0``.
     head_dim : int, optional
@@ -160,6 +162,7 @@ def tiny_model(
         "bos_token_id": None,
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
+        **({"logit_scale": 1.0} if arch == "cohere" else {}),
         **overrides,
     }
     config = AutoConfig.for_model(arch, **fields)
