@@ -16,8 +16,7 @@ from tests.engine.test_oracles import CONFIGS, DEFAULT_PATH, TREE, load, run_tre
 ARCHS = [("qwen3", {}, CONFIGS), ("llama", {}, DEFAULT_PATH),
          ("phi3 (partial rotary 0.5)", {"partial_rotary_factor": 0.5}, DEFAULT_PATH),
          ("mistral (window 16)", {"sliding_window": 16}, DEFAULT_PATH),
-         ("cohere (interleaved RoPE)", {}, [("thread2", "buffer:0", "reencode", 1),
-                                             ("parallel", "buffer:0", "reencode", 1)])]
+         ("cohere (interleaved RoPE)", {}, DEFAULT_PATH)]
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ from tests.engine.reference import ReferenceMismatch, max_reference_error
 from tim.engine.choosers import TextReplay
 from tim.engine.config import EngineConfig
 from tim.engine.engine import Engine
-from tim.errors import UnsupportedModelError
 from tim.models import tiny_model
+from tim.models.spec import inspect_model
 from tim.stress import StressShape, stress
 from tim.tree import Task, TaskTree, get_format
 
@@ -143,6 +143,7 @@ DEFAULT_PATH = [("parallel", "buffer:1", "shift", 8), ("thread2", "buffer:0", "s
     ("qwen3", {}),
     ("phi3", {"partial_rotary_factor": 0.5}),  # RoPE on half of each head's channels
     ("mistral", {"sliding_window": 16}),
+    ("cohere", {}),  # interleaved RoPE: pairs (x[2i], x[2i+1])
 ])
 @pytest.mark.parametrize("fmt, pruning, positions, max_workers", DEFAULT_PATH)
 def test_architectures(arch, overrides, fmt, pruning, positions, max_workers):
@@ -152,20 +153,8 @@ def test_architectures(arch, overrides, fmt, pruning, positions, max_workers):
     assert record.num_evicted > 0
     if arch == "phi3":
         assert 0 < lm[0].model.model.rotary_emb.inv_freq.numel() * 2 < lm[0].model.config.head_dim
+    assert inspect_model(lm[0].model).rope_interleaved is (arch == "cohere")
     check_reference(lm, record)
-
-
-def test_interleaved_rope_is_refused_for_shift_and_exact_otherwise():
-    lm = load("cohere")
-    with pytest.raises(UnsupportedModelError, match="interleaved RoPE"):
-        run_tree(lm, TREE, fmt="thread2", pruning="buffer:0", positions="shift")
-    with pytest.raises(UnsupportedModelError, match="interleaved RoPE"):
-        run_tree(lm, TREE, fmt="parallel", positions="reencode", max_workers=8)
-    for fmt, workers in (("thread2", 1), ("parallel", 1)):
-        record = run_tree(lm, TREE, fmt=fmt, pruning="buffer:0", positions="reencode",
-                          max_workers=workers)
-        assert record.num_evicted > 0 and record.num_reencoded > 0
-        check_reference(lm, record)
 
 
 @pytest.mark.slow

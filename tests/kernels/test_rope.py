@@ -155,3 +155,26 @@ def test_dynamic_frequencies_change_past_max_position():
 def test_unshiftable_types_raise_naming_the_type(rope_type, kwargs, match):
     with pytest.raises(UnsupportedModelError, match=f"'{rope_type}'.*{match}"):
         check_rope_shiftable(rope_type, **kwargs)
+
+
+def test_interleaved_shift_matches_cohere_rope():
+    """Cohere's RoPE rotates pairs (x[2i], x[2i+1]); the interleaved shift follows it, and
+    the halves rotation does not."""
+    from transformers import CohereConfig
+    from transformers.models.cohere.modeling_cohere import (
+        CohereRotaryEmbedding,
+    )
+    from transformers.models.cohere.modeling_cohere import (
+        apply_rotary_pos_emb as cohere_rope,
+    )
+
+    module = CohereRotaryEmbedding(CohereConfig(hidden_size=64, num_attention_heads=2))
+    k = torch.randn(1, 2, 12, 32, dtype=torch.float64)
+    at = {}
+    for p in (40, 9):
+        cos, sin = module(k.float(), torch.tensor([[p]]))
+        at[p] = cohere_rope(k, k, cos.double(), sin.double())[1][0].transpose(0, 1)  # (T, H, D)
+    shifted = rope_shift(at[40], -31, module.inv_freq, interleaved=True)
+    torch.testing.assert_close(shifted, at[9], atol=1e-5, rtol=0)
+    halves = rope_shift(at[40], -31, module.inv_freq)
+    assert (halves - at[9]).abs().max() > 0.1

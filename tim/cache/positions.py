@@ -53,7 +53,8 @@ class Reencode(NamedTuple):
     token_ids: torch.Tensor | None
 
 
-def rotate_keys(pool: PagePool, slots: torch.Tensor, delta: int, inv_freq: torch.Tensor) -> None:
+def rotate_keys(pool: PagePool, slots: torch.Tensor, delta: int, inv_freq: torch.Tensor, *,
+                interleaved: bool = False) -> None:
     """Re-rotate the stored keys at ``slots`` ``(N,)`` int64 by ``delta`` positions, in place,
     in every layer (``tim.kernels.rope_shift``; values untouched)."""
     if delta == 0 or slots.numel() == 0:
@@ -62,7 +63,8 @@ def rotate_keys(pool: PagePool, slots: torch.Tensor, delta: int, inv_freq: torch
     index = slots.to(pool.k_cache.device)
     for layer in range(num_layers):
         keys = pool.k_cache[layer].view(num_pages * page_size, num_kv_heads, head_dim)
-        keys[index] = kernels.rope_shift(keys[index], delta, inv_freq).to(keys.dtype)
+        keys[index] = kernels.rope_shift(keys[index], delta, inv_freq,
+                                         interleaved=interleaved).to(keys.dtype)
 
 
 def check_policy(
@@ -91,6 +93,7 @@ def apply_policy(
     policy: PositionPolicy,
     inv_freq: torch.Tensor | None,
     first_offset: int = 0,
+    interleaved: bool = False,
 ) -> tuple[int, Reencode | None]:
     """Move the tail ``spans`` (from token ``first_offset`` of the first) by ``delta``.
 
@@ -105,7 +108,7 @@ def apply_policy(
         span.shift(first_offset if i == 0 else 0, delta)
     if policy is PositionPolicy.SHIFT:
         assert inv_freq is not None
-        rotate_keys(pool, slots, delta, inv_freq)
+        rotate_keys(pool, slots, delta, inv_freq, interleaved=interleaved)
         return int(slots.numel()), None
     positions = torch.cat(
         [spans[0].position_ids()[first_offset:]] + [s.position_ids() for s in spans[1:]]

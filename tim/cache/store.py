@@ -64,6 +64,8 @@ class KVStore:
         Pool geometry, budget and default position policy.
     rope_inv_freq : torch.Tensor, optional
         ``(D_rot / 2,)`` float: the model's RoPE inverse frequencies, needed by ``SHIFT``.
+    rope_interleaved : bool
+        The model's RoPE pairs channels ``(2i, 2i + 1)`` (Cohere) rather than the halves.
 
     Examples
     --------
@@ -82,7 +84,8 @@ class KVStore:
     (0, 2, 8)
     """
 
-    def __init__(self, config: CacheConfig, *, rope_inv_freq: torch.Tensor | None = None) -> None:
+    def __init__(self, config: CacheConfig, *, rope_inv_freq: torch.Tensor | None = None,
+                 rope_interleaved: bool = False) -> None:
         if rope_inv_freq is not None:
             if rope_inv_freq.ndim != 1 or 2 * rope_inv_freq.numel() > config.head_dim:
                 raise ValueError(
@@ -95,6 +98,7 @@ class KVStore:
         self.config = config
         self.pool = PagePool(config)
         self.rope_inv_freq = rope_inv_freq
+        self.rope_interleaved = rope_interleaved
         self.num_live_tokens = 0
         self.peak_live_tokens = 0
         self.peak_position: int | None = None
@@ -356,6 +360,7 @@ class KVStore:
             delta=-(end - start),
             policy=policy,
             inv_freq=self.rope_inv_freq,
+            interleaved=self.rope_interleaved,
         )
         return EvictResult(end - start, num_freed, False, policy, num_moved, reencode)
 
@@ -399,6 +404,7 @@ class KVStore:
             policy=PositionPolicy.SHIFT,
             inv_freq=self.rope_inv_freq,
             first_offset=offset,
+            interleaved=self.rope_interleaved,
         )
         self._note_position(view.max_position)
         return num_moved

@@ -79,6 +79,7 @@ class Engine:
                 device=spec.device,
             ),
             rope_inv_freq=spec.inv_freq,
+            rope_interleaved=spec.rope_interleaved,
         )
         return ModelRunner(self.model, store)
 

@@ -27,7 +27,8 @@ SHIFTABLE_ROPE_TYPES = ("default", "linear", "llama3", "yarn", "proportional", "
 
 
 def rope_shift(
-    k: torch.Tensor, delta: int | torch.Tensor, inv_freq: torch.Tensor
+    k: torch.Tensor, delta: int | torch.Tensor, inv_freq: torch.Tensor, *,
+    interleaved: bool = False,
 ) -> torch.Tensor:
     """Rotate post-RoPE keys by ``delta`` positions: ``rope(x, p) -> rope(x, p + delta)``.
 
@@ -46,6 +47,9 @@ def rope_shift(
     inv_freq : torch.Tensor
         ``(D_rot / 2,)`` fp32, the model's own rotary ``inv_freq`` buffer (it already holds the
         linear / llama3 / YaRN scaling), ``D_rot <= D``.
+    interleaved : bool
+        Frequency ``i`` rotates the pair ``(x[2i], x[2i + 1])`` (Cohere) instead of
+        ``(x[i], x[i + D_rot / 2])`` (``rotate_half``, Llama and most models).
 
     Returns
     -------
@@ -84,10 +88,15 @@ def rope_shift(
     cos, sin = torch.cos(angle).to(acc), torch.sin(angle).to(acc)
     x = k.to(acc)
     out = torch.empty_like(x)  # (T, Hkv, D)
-    x1, x2 = x[..., :half], x[..., half : 2 * half]  # the halves rotate_half pairs up
-    o1, o2 = out[..., :half], out[..., half : 2 * half]
-    torch.mul(x1, cos, out=o1).addcmul_(x2, sin, value=-1)  # x1 cos - x2 sin
-    torch.mul(x2, cos, out=o2).addcmul_(x1, sin)  # x2 cos + x1 sin
+    if interleaved:  # pairs (x[2i], x[2i+1])
+        x1, x2 = x[..., 0 : 2 * half : 2], x[..., 1 : 2 * half : 2]
+        out[..., 0 : 2 * half : 2] = x1 * cos - x2 * sin
+        out[..., 1 : 2 * half : 2] = x2 * cos + x1 * sin
+    else:
+        x1, x2 = x[..., :half], x[..., half : 2 * half]  # the halves rotate_half pairs up
+        o1, o2 = out[..., :half], out[..., half : 2 * half]
+        torch.mul(x1, cos, out=o1).addcmul_(x2, sin, value=-1)  # x1 cos - x2 sin
+        torch.mul(x2, cos, out=o2).addcmul_(x1, sin)  # x2 cos + x1 sin
     out[..., 2 * half :] = x[..., 2 * half :]
     return out.to(k.dtype)
 

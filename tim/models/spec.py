@@ -61,7 +61,7 @@ class ModelSpec:
         Set for multimodal RoPE (M-RoPE), which tim cannot shift.
     rope_interleaved : bool
         RoPE rotates interleaved pairs ``(x[2i], x[2i+1])`` (Cohere) rather than the halves
-        ``(x[i], x[i + D/2])`` that ``tim.kernels.rope_shift`` rotates; tim cannot shift it.
+        ``(x[i], x[i + D/2])`` (``rope_shift(..., interleaved=...)`` follows it).
     sliding_window : int, tuple or None
         One window for all layers, or a per-layer tuple (None = full attention) when
         layers differ.
@@ -262,12 +262,6 @@ def check_supported(spec: ModelSpec, *, positions: str = "shift") -> None:
         raise UnsupportedModelError(
             f"{spec.arch} uses multimodal RoPE (M-RoPE, mrope_section={list(spec.mrope_section)}), "
             "which cannot be shifted by one rotation; use positions='reencode'"
-        )
-    if spec.rope_interleaved:
-        raise UnsupportedModelError(
-            f"{spec.arch} uses interleaved RoPE (pairs x[2i], x[2i+1]), which tim's RoPE shift "
-            "does not rotate yet; use positions='reencode' (and max_workers=1 for the parallel "
-            "format, whose concurrent siblings are laid end to end by a shift)"
         )
     if spec.rope_type not in SHIFTABLE_ROPE_TYPES or spec.inv_freq is None:
         raise UnsupportedModelError(
