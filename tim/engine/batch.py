@@ -12,7 +12,7 @@ share leading spans sit next to each other so their queries form one cascade gro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -76,6 +76,19 @@ class Batch:
     @property
     def num_tokens(self) -> int:
         return int(self.input_ids.numel())
+
+    def to(self, device: torch.device | str) -> Batch:
+        """The same batch with every tensor on ``device`` (built on CPU, run where the
+        KV pages live: the kernels take index and offset tensors on q's device)."""
+        groups = tuple(
+            replace(g, cu_seqlens_q=g.cu_seqlens_q.to(device), prefix_slots=g.prefix_slots.to(device),
+                    kv_slots=g.kv_slots.to(device), cu_seqlens_k=g.cu_seqlens_k.to(device))
+            for g in self.groups
+        )
+        return replace(self, input_ids=self.input_ids.to(device),
+                       position_ids=self.position_ids.to(device),
+                       write_slots=self.write_slots.to(device), groups=groups,
+                       logits_indices=self.logits_indices.to(device))
 
 
 def build_batch(

@@ -38,14 +38,16 @@ class ModelRunner:
     @torch.inference_mode()
     def run(self, batch: Batch) -> torch.Tensor:
         """One forward; returns ``(B_logits, V)`` fp32 logits at ``batch.logits_indices``."""
+        if batch.input_ids.device != self._device:
+            batch = batch.to(self._device)
         self._batch = batch
         try:
             with self._tim_attention, forward_context(self):
                 out = self.model(
-                    input_ids=batch.input_ids[None].to(self._device),  # (1, T)
-                    position_ids=batch.position_ids[None].to(self._device),  # (1, T)
+                    input_ids=batch.input_ids[None],  # (1, T)
+                    position_ids=batch.position_ids[None],  # (1, T)
                     use_cache=False,
-                    logits_to_keep=batch.logits_indices.to(self._device),
+                    logits_to_keep=batch.logits_indices,
                 )
         finally:
             self._batch = None
