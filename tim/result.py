@@ -9,7 +9,7 @@ from typing import Any
 
 from tim.engine.record import RunRecord
 from tim.errors import FormatError, TraceError
-from tim.tree import Path, TaskStatus, TaskTree, get_format
+from tim.tree import TaskPath, TaskStatus, TaskTree, get_format
 
 __all__ = ["Stats", "Result", "RUN_FILE_VERSION", "tree_of_record", "pruned_owners",
            "is_pruned"]
@@ -52,12 +52,12 @@ class Stats:
         )
 
 
-def pruned_owners(record: RunRecord) -> set[Path]:
+def pruned_owners(record: RunRecord) -> set[TaskPath]:
     """Tasks whose subtask list some view evicted."""
     return {e.list_owner for e in record.evictions if not e.deferred and e.num_tokens}
 
 
-def is_pruned(path: Path, owners: set[Path]) -> bool:
+def is_pruned(path: TaskPath, owners: set[TaskPath]) -> bool:
     """True when the task at ``path`` sat inside an evicted list (strictly below an owner)."""
     return any(len(path) > len(owner) and path[: len(owner)] == owner for owner in owners)
 

@@ -9,7 +9,7 @@ import torch
 
 from tim.engine.sampler import SamplingParams, sample
 from tim.errors import TimError
-from tim.tree import Path
+from tim.tree import TaskPath
 
 __all__ = ["Chooser", "SamplingChooser", "TokenReplay", "TextReplay"]
 
@@ -51,7 +51,7 @@ class TokenReplay:
 
     seed = 0
 
-    def __init__(self, sampled: Mapping[Path, Sequence[int]]) -> None:
+    def __init__(self, sampled: Mapping[TaskPath, Sequence[int]]) -> None:
         self._tokens = {path: list(ids) for path, ids in sampled.items()}
         self._next = dict.fromkeys(self._tokens, 0)
 
@@ -86,7 +86,7 @@ class TextReplay:
 
     seed = 0
 
-    def __init__(self, texts: Mapping[Path, str], tokenizer: Any, *, window: int = 256) -> None:
+    def __init__(self, texts: Mapping[TaskPath, str], tokenizer: Any, *, window: int = 256) -> None:
         self.texts, self.tokenizer, self.window = dict(texts), tokenizer, window
 
     def choose(self, streams: Sequence[Any], logits: torch.Tensor,

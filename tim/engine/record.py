@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tim.tree import Path
+from tim.tree import TaskPath
 
 __all__ = ["StreamRecord", "EvictionRecord", "ForkRecord", "JoinRecord", "RunRecord", "RunEvent"]
 
@@ -24,7 +24,7 @@ class StreamRecord:
     and after every structural change with a smaller ``seq`` (see :class:`RunRecord`).
     """
 
-    path: Path
+    path: TaskPath
     token_ids: list[int] = field(default_factory=list)
     position_ids: list[int] = field(default_factory=list)
     forced: list[bool] = field(default_factory=list)
@@ -47,13 +47,13 @@ class EvictionRecord:
     """
 
     step: int
-    stream: Path  # the stream whose view dropped the tokens
-    list_owner: Path  # the task whose subtask list was evicted
+    stream: TaskPath  # the stream whose view dropped the tokens
+    list_owner: TaskPath  # the task whose subtask list was evicted
     num_tokens: int
     num_freed_pages: int
     num_moved: int  # retained tokens re-positioned (shifted or queued for re-encoding)
     deferred: bool = False
-    ranges: tuple[tuple[Path, int, int], ...] = ()
+    ranges: tuple[tuple[TaskPath, int, int], ...] = ()
     fed: int = 0
     seq: int = 0  # order among the run's structural changes (starts, joins, evictions)
 
@@ -68,8 +68,8 @@ class JoinRecord:
     """
 
     step: int
-    parent: Path
-    child: Path
+    parent: TaskPath
+    child: TaskPath
     fed: int
     seq: int
     delta: int = 0
@@ -89,15 +89,15 @@ class RunEvent:
 
     step: int
     kind: str
-    stream: Path
+    stream: TaskPath
     detail: Any = None
 
 
 @dataclass(frozen=True)
 class ForkRecord:
     step: int
-    parent: Path
-    children: tuple[Path, ...]
+    parent: TaskPath
+    children: tuple[TaskPath, ...]
 
 
 @dataclass
@@ -114,7 +114,7 @@ class RunRecord:
     pruning: str
     positions: str
     prompt_ids: list[int]
-    streams: dict[Path, StreamRecord] = field(default_factory=dict)
+    streams: dict[TaskPath, StreamRecord] = field(default_factory=dict)
     evictions: list[EvictionRecord] = field(default_factory=list)
     forks: list[ForkRecord] = field(default_factory=list)
     joins: list[JoinRecord] = field(default_factory=list)

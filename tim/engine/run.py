@@ -28,7 +28,7 @@ from tim.errors import TimError
 from tim.pruning import PruneTracker
 from tim.pruning.state import TaskStatus as PruneStatus
 from tim.tools import ToolExecutor, ToolOutcome
-from tim.tree import EventKind, Path
+from tim.tree import EventKind, TaskPath
 
 if TYPE_CHECKING:
     from tim.engine.engine import Engine
@@ -57,12 +57,12 @@ class Run:
         self.record = RunRecord(cfg.format, cfg.pruning_name, cfg.positions, prompt_ids)
         # streams not yet joined or dropped (the record keeps every stream): per-step scans
         # stay as short as the open frontier of the tree, however many tasks have finished
-        self.streams: dict[Path, Stream] = {}
+        self.streams: dict[TaskPath, Stream] = {}
         self.waiting: list[Stream] = []  # queued children, newest fork first
-        self.task_ids: dict[Path, int] = {}
-        self.list_ids: dict[Path, int] = {}
+        self.task_ids: dict[TaskPath, int] = {}
+        self.list_ids: dict[TaskPath, int] = {}
         self.anchors: dict[int, ListAnchors] = {}  # list id -> anchor spans
-        self.owner_of_list: dict[int, Path] = {}
+        self.owner_of_list: dict[int, TaskPath] = {}
         self.tools = ToolExecutor(engine.tools, timeout_s=engine.tool_timeout_s)
         self.finished = False
         self.prune_due = False
@@ -234,7 +234,7 @@ class Run:
             self._fail(stream, f"malformed output at offset {event.offset}: expected "
                                f"{event.expected}, found {event.value}")
 
-    def _emit(self, kind: str, stream: Path, detail: Any = None) -> None:
+    def _emit(self, kind: str, stream: TaskPath, detail: Any = None) -> None:
         if self.on_event is not None:
             self.on_event(RunEvent(self.record.num_steps, kind, stream, detail))
 
@@ -345,7 +345,7 @@ class Run:
             self.record.num_steps, parent.path, child.path, parent.num_fed, self._next_seq(),
             delta=delta if view.num_tokens > old_len else 0))
 
-    def _finish_failed_task(self, path: Path) -> None:
+    def _finish_failed_task(self, path: TaskPath) -> None:
         try:
             self.tracker.finish_task(self.task_ids[path], PruneStatus.FAILED)
             self.prune_due = True  # a failed task's open list completes with it
@@ -438,7 +438,7 @@ class Run:
         raise AssertionError(f"no live stream holds view {view_id}")
 
     # ------------------------------------------------------------------ bookkeeping
-    def _new_stream(self, path: Path, *, view=None, title=None,
+    def _new_stream(self, path: TaskPath, *, view=None, title=None,
                     status: StreamStatus = StreamStatus.RUNNING) -> Stream:
         stream = Stream(
             path=path,

@@ -11,7 +11,7 @@ import torch
 from tim.cache import Span, View
 from tim.engine.detok import Detokenizer
 from tim.engine.record import StreamRecord
-from tim.tree import Path
+from tim.tree import TaskPath
 
 __all__ = ["StreamStatus", "Stream", "ListAnchors"]
 
@@ -40,7 +40,7 @@ class ListAnchors:
 
 @dataclass
 class Stream:
-    path: Path
+    path: TaskPath
     parser: Any
     detok: Detokenizer
     record: StreamRecord
@@ -55,7 +55,7 @@ class Stream:
     children: list[Stream] = field(default_factory=list)
     num_joined: int = 0
     fork_offset: int = 0  # text offset just after the plan's ']' (parallel)
-    anchor_requests: list[tuple[str, Path]] = field(default_factory=list)
+    anchor_requests: list[tuple[str, TaskPath]] = field(default_factory=list)
     tool_future: Any = None
     tool_offset: int = 0  # text offset just after the tool parameters' '}'
     grammar: Any = None  # StreamGrammar, or None when decoding free

@@ -13,7 +13,7 @@ import torch
 
 from tim.errors import TimError
 from tim.stress.shape import Content, Forced, Segment
-from tim.tree import Path
+from tim.tree import TaskPath
 
 __all__ = ["ShapeChooser", "StructureError", "allowed_token_mask"]
 
@@ -82,14 +82,14 @@ class ShapeChooser:
     seed : int
     """
 
-    def __init__(self, segments: Mapping[Path, Sequence[Segment]], tokenizer: Any,
+    def __init__(self, segments: Mapping[TaskPath, Sequence[Segment]], tokenizer: Any,
                  allowed: torch.Tensor, *, temperature: float = 0.0, seed: int = 0) -> None:
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature!r}")
         self.segments = {path: list(segs) for path, segs in segments.items()}
         self.tokenizer, self.temperature, self.seed = tokenizer, temperature, seed
         self._penalty = torch.where(allowed, 0.0, float("-inf"))  # (V,) additive mask
-        self._cursors: dict[Path, _Cursor] = {}
+        self._cursors: dict[TaskPath, _Cursor] = {}
         self.content: dict[str, list[int]] = {}  # field key -> sampled token ids
         self._encoded: dict[str, tuple[list[int], list[int]]] = {}  # literal -> ids, char ends
 
@@ -156,6 +156,6 @@ class ShapeChooser:
         return int(torch.multinomial(probs, 1, generator=rng))
 
     @staticmethod
-    def _diverged(path: Path, seg: Segment, written: str) -> StructureError:
+    def _diverged(path: TaskPath, seg: Segment, written: str) -> StructureError:
         return StructureError(f"stream {list(path)} left its shape: expected {seg.text!r}, "
                               f"the stream has {written[:len(seg.text)]!r}")

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from tim.tree import Path, Task, TaskTree, ToolUse, get_format
+from tim.tree import Task, TaskPath, TaskTree, ToolUse, get_format
 from tim.tree.formats.common import dumps
 
 __all__ = [
@@ -157,7 +157,7 @@ class StressShape:
         return self.num_tasks * sum(self.fanout**level for level in range(self.depth))
 
 
-def _title(path: Path) -> str:
+def _title(path: TaskPath) -> str:
     return f"t{path[-1] + 1}"  # short: titles are retained structure, paid for at every level
 
 
@@ -175,7 +175,7 @@ def skeleton_tree(shape: StressShape) -> TaskTree:
     """The tree a run of ``shape`` writes, with ``§key§`` in every sampled field."""
     counter = iter(range(shape.num_task_nodes))
 
-    def task(path: Path) -> Task:
+    def task(path: TaskPath) -> Task:
         dotted = ".".join(str(i + 1) for i in path)
         thought = _placeholder(f"thought {dotted}")
         conclusion = _placeholder(f"conclusion {dotted}")
@@ -193,7 +193,7 @@ def skeleton_tree(shape: StressShape) -> TaskTree:
     return TaskTree([task((i,)) for i in range(shape.num_tasks)], _placeholder("answer"))
 
 
-def stream_segments(shape: StressShape, format_name: str) -> dict[Path, list[Segment]]:
+def stream_segments(shape: StressShape, format_name: str) -> dict[TaskPath, list[Segment]]:
     """Each stream's segments (one stream ``()`` for ``thread2``), keyed by stream path.
 
     Examples
@@ -205,7 +205,7 @@ def stream_segments(shape: StressShape, format_name: str) -> dict[Path, list[Seg
     fmt = get_format(format_name)
     tree = skeleton_tree(shape)
     forks = fmt.forks
-    out: dict[Path, list[Segment]] = {}
+    out: dict[TaskPath, list[Segment]] = {}
 
     def field(segs: list[Segment], text: str) -> None:
         # a sampled field is a placeholder in the skeleton; anything else is literal text
@@ -218,7 +218,7 @@ def stream_segments(shape: StressShape, format_name: str) -> dict[Path, list[Seg
         else:
             segs.append(Literal(text))
 
-    def task_body(segs: list[Segment], path: Path, task: Task) -> None:
+    def task_body(segs: list[Segment], path: TaskPath, task: Task) -> None:
         """From the thought's body to the closing ``}``."""
         field(segs, task.thought)
         if task.tooluse is None:
@@ -246,11 +246,11 @@ def stream_segments(shape: StressShape, format_name: str) -> dict[Path, list[Seg
         field(segs, task.conclusion)
         segs.append(Literal('"}'))
 
-    def inline_task(segs: list[Segment], path: Path, task: Task) -> None:
+    def inline_task(segs: list[Segment], path: TaskPath, task: Task) -> None:
         segs.append(Literal(f'{{"title": {dumps(task.title)}, "thought": "'))
         task_body(segs, path, task)
 
-    def child_stream(path: Path, task: Task) -> None:
+    def child_stream(path: TaskPath, task: Task) -> None:
         segs: list[Segment] = [Forced(fmt.child_header(task.title))]
         out[path] = segs  # parent first: the dict keeps start order
         task_body(segs, path, task)
@@ -294,7 +294,7 @@ def spell(segs: list[Segment]) -> str:
 
 
 def check_segments(shape: StressShape, format_name: str,
-                   segments: dict[Path, list[Segment]]) -> None:
+                   segments: dict[TaskPath, list[Segment]]) -> None:
     """Raise AssertionError unless ``segments`` spell what the format renders for the
     shape's skeleton tree (internal invariant: the chooser writes only format text)."""
     rendered = get_format(format_name).render(skeleton_tree(shape))

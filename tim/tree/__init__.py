@@ -21,7 +21,7 @@ from tim.tree.build import assemble_tree
 from tim.tree.events import Event, EventKind
 from tim.tree.formats import Format, ParallelFormat, Thread2Format, get_format
 from tim.tree.stream import StreamParser
-from tim.tree.task import Path, Task, TaskStatus, TaskTree, ToolUse
+from tim.tree.task import Task, TaskPath, TaskStatus, TaskTree, ToolUse
 from tim.tree.toolspec import ToolSpec
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
     "TaskTree",
     "ToolUse",
     "ToolSpec",
-    "Path",
+    "TaskPath",
     "Event",
     "EventKind",
     "StreamParser",

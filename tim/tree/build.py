@@ -11,7 +11,7 @@ from typing import Any
 
 from tim.errors import FormatError
 from tim.tree.events import Event, EventKind
-from tim.tree.task import Path, Task, TaskTree, ToolUse
+from tim.tree.task import Task, TaskPath, TaskTree, ToolUse
 
 __all__ = ["assemble_tree"]
 
@@ -40,7 +40,7 @@ def assemble_tree(events: Iterable[Event]) -> TaskTree:
     >>> assemble_tree(events + parser.close())
     TaskTree(reasoning=[Task(thought='t', conclusion='c', title=None, tooluse=None, subtasks=None, node_id=None, status=<TaskStatus.DONE: 'done'>, num_tokens=0, pruned=False, error=None)], answer='a')
     """
-    records: dict[Path, dict[str, Any]] = {(): {}}
+    records: dict[TaskPath, dict[str, Any]] = {(): {}}
     for event in events:
         kind, path = event.kind, event.path
         if kind is EventKind.MALFORMED:
@@ -68,7 +68,7 @@ def assemble_tree(events: Iterable[Event]) -> TaskTree:
     root = records[()]
     if not root.get("closed") or "answer" not in root:
         raise FormatError("the document is not finished: no answer and closing '}'")
-    kids: dict[Path, list[int]] = {}
+    kids: dict[TaskPath, list[int]] = {}
     for path in records:
         if path and path[:-1] not in records:
             raise FormatError(f"events for task {path}, whose parent has none")
@@ -77,14 +77,14 @@ def assemble_tree(events: Iterable[Event]) -> TaskTree:
     return TaskTree(_children(records, kids, ()), root["answer"])
 
 
-def _children(records: dict, kids: dict[Path, list[int]], path: Path) -> list[Task]:
+def _children(records: dict, kids: dict[TaskPath, list[int]], path: TaskPath) -> list[Task]:
     indices = sorted(kids.get(path, []))
     if indices != list(range(len(indices))):
         raise FormatError(f"the children of {path} are numbered {indices}, not 0..n-1")
     return [_task(records, kids, (*path, i)) for i in indices]
 
 
-def _task(records: dict, kids: dict[Path, list[int]], path: Path) -> Task:
+def _task(records: dict, kids: dict[TaskPath, list[int]], path: TaskPath) -> Task:
     record = records[path]
     if not (record.get("opened") and record.get("closed")):
         raise FormatError(f"task {path} is not finished")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from tim.tree.task import Path
+from tim.tree.task import TaskPath
 
 __all__ = ["EventKind", "Event"]
 
@@ -86,7 +86,7 @@ class Event:
 
     kind: EventKind
     offset: int
-    path: Path = ()
+    path: TaskPath = ()
     field: str | None = None
     value: Any = None
     tool_name: str | None = None

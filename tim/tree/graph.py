@@ -17,7 +17,7 @@ from typing import Any
 import networkx as nx
 
 from tim.errors import FormatError
-from tim.tree.task import Path, Task, TaskTree
+from tim.tree.task import Task, TaskPath, TaskTree
 
 __all__ = ["tree_to_networkx", "tree_from_networkx", "ROOT"]
 
@@ -26,7 +26,7 @@ _TASK_ATTRS = ("title", "thought", "tooluse", "conclusion", "node_id", "status",
                "pruned", "error")
 
 
-def node_key(path: Path) -> str:
+def node_key(path: TaskPath) -> str:
     """The graph key of the task at ``path``: ``"root"`` for ``()``, else ``"0.1.2"``."""
     return ".".join(map(str, path)) if path else ROOT
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from tim.tree.events import Event, EventKind
 from tim.tree.scanner import JsonScanner, Token, TokenKind
-from tim.tree.task import Path
+from tim.tree.task import TaskPath
 
 __all__ = ["StreamParser"]
 
@@ -64,11 +64,11 @@ class StreamParser:
 
     title_required = False
 
-    def __init__(self, path: Path = ()) -> None:
+    def __init__(self, path: TaskPath = ()) -> None:
         self.path = tuple(path)
         self._scanner = JsonScanner()
         self._out: list[Event] = []
-        self._open: list[Path] = []
+        self._open: list[TaskPath] = []
         self._finished = False  # the document is complete; only whitespace may follow
         self._stopped = False  # MALFORMED was emitted or close() was called
         self._reader = self._document()
@@ -123,7 +123,7 @@ class StreamParser:
         self._out.append(Event(EventKind.MALFORMED, offset, path, value=found, expected=expected))
         self._stopped = True
 
-    def _emit(self, kind: EventKind, offset: int, path: Path, **payload: Any) -> None:
+    def _emit(self, kind: EventKind, offset: int, path: TaskPath, **payload: Any) -> None:
         self._out.append(Event(kind, offset, path, **payload))
 
     # -- the readers: generators that take tokens with `tok = yield` -------------------
@@ -131,7 +131,7 @@ class StreamParser:
     def _document(self) -> Reader:
         raise NotImplementedError
 
-    def _subtask_item(self, path: Path, tok: Token) -> Reader:
+    def _subtask_item(self, path: TaskPath, tok: Token) -> Reader:
         raise NotImplementedError
 
     def _expect(self, char: str, tok: Token | None = None) -> Reader:
@@ -152,7 +152,7 @@ class StreamParser:
         yield from self._expect(":")
         return tok.value
 
-    def _string(self, path: Path, field: str | None = None) -> Reader:
+    def _string(self, path: TaskPath, field: str | None = None) -> Reader:
         """A string value; with ``field`` set, emit FIELD_OPENED/FIELD_CLOSED for it."""
         tok = yield
         if tok.kind is not TokenKind.STRING_START:
@@ -213,7 +213,7 @@ class StreamParser:
         tok = yield from self._expect("}")
         self._emit(EventKind.DOCUMENT_CLOSED, tok.end, ())
 
-    def _subtasks(self, path: Path, tok: Token, *, nullable: bool = True) -> Reader:
+    def _subtasks(self, path: TaskPath, tok: Token, *, nullable: bool = True) -> Reader:
         if nullable and tok.kind is TokenKind.LITERAL and tok.value is None:
             return
         if not _is(tok, "["):
@@ -232,7 +232,7 @@ class StreamParser:
             tok = yield
         self._emit(EventKind.SUBTASKS_CLOSED, tok.end, path)
 
-    def _task(self, path: Path, tok: Token) -> Reader:
+    def _task(self, path: TaskPath, tok: Token) -> Reader:
         yield from self._expect("{", tok)
         self._emit(EventKind.TASK_OPENED, tok.end, path)
         self._open.append(path)
@@ -255,7 +255,7 @@ class StreamParser:
         self._open.pop()
         self._emit(EventKind.TASK_CLOSED, tok.end, path)
 
-    def _tooluse(self, path: Path, tok: Token) -> Reader:
+    def _tooluse(self, path: TaskPath, tok: Token) -> Reader:
         if tok.kind is TokenKind.LITERAL and tok.value is None:
             return
         yield from self._expect("{", tok)

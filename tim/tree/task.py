@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-__all__ = ["TaskStatus", "ToolUse", "Task", "TaskTree", "Path"]
+__all__ = ["TaskStatus", "ToolUse", "Task", "TaskTree", "TaskPath"]
 
-Path = tuple[int, ...]
+TaskPath = tuple[int, ...]
 
 
 class TaskStatus(Enum):
@@ -134,9 +134,9 @@ class TaskTree:
             _check_type("TaskTree.reasoning[...]", task, Task)
         _check_type("TaskTree.answer", self.answer, str, optional=True)
 
-    def walk(self) -> Iterator[tuple[Path, Task]]:
+    def walk(self) -> Iterator[tuple[TaskPath, Task]]:
         """Yield ``(path, task)`` for every task, depth first, parents before children."""
-        stack: list[tuple[Path, Task]] = [((i,), t) for i, t in enumerate(self.reasoning)]
+        stack: list[tuple[TaskPath, Task]] = [((i,), t) for i, t in enumerate(self.reasoning)]
         stack.reverse()
         while stack:
             path, task = stack.pop()
@@ -154,7 +154,7 @@ class TaskTree:
         """The longest path length: 0 for no tasks, 1 for top-level tasks only."""
         return max((len(path) for path, _ in self.walk()), default=0)
 
-    def task_at(self, path: Path) -> Task:
+    def task_at(self, path: TaskPath) -> Task:
         """The task at ``path``; raises ``KeyError`` quoting a path that names no task."""
         tasks: list[Task] | None = self.reasoning
         task = None

@@ -17,7 +17,7 @@ import re
 from pathlib import Path as FilePath
 
 from tim.errors import TimError
-from tim.tree import Path, TaskStatus, get_format
+from tim.tree import TaskPath, TaskStatus, get_format
 from tim.viz.load import RunLike, as_view
 from tim.viz.nodes import TaskInfo, describe_tasks, short_text, tool_text
 
@@ -180,7 +180,7 @@ def _node_lines(info: TaskInfo) -> list[str]:
     return lines
 
 
-def _groups(view, drawn: set[Path]) -> list[tuple[str, list[Path]]]:
+def _groups(view, drawn: set[TaskPath]) -> list[tuple[str, list[TaskPath]]]:
     """(label, child paths) for each box of siblings that ran concurrently."""
     record = view.record
     if record is not None and get_format(record.format).forks:
@@ -189,7 +189,7 @@ def _groups(view, drawn: set[Path]) -> list[tuple[str, list[Path]]]:
                 for f in record.forks if any(c in drawn for c in f.children)]
     if view.tree is None:
         return []
-    lists: dict[Path, list[Path]] = {}
+    lists: dict[TaskPath, list[TaskPath]] = {}
     for path, _ in view.tree.walk():
         if path in drawn and len(path) > 1:
             lists.setdefault(path[:-1], []).append(path)
@@ -214,5 +214,5 @@ def _label(lines: list[str]):
     return graphviz.nohtml("\\n".join(graphviz.escape(line) for line in clean))
 
 
-def _node_id(path: Path) -> str:
+def _node_id(path: TaskPath) -> str:
     return "t_" + "_".join(map(str, path))

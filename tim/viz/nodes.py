@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tim.result import is_pruned
-from tim.tree import Path, TaskStatus, ToolUse, get_format
+from tim.tree import TaskPath, TaskStatus, ToolUse, get_format
 from tim.viz.load import RunView
 
 __all__ = ["TaskInfo", "describe_tasks", "short_text", "task_label", "tool_text"]
@@ -26,7 +26,7 @@ class TaskInfo:
     evictions that dropped the subtask list holding it.
     """
 
-    path: Path
+    path: TaskPath
     title: str | None
     thought: str
     conclusion: str
@@ -37,7 +37,7 @@ class TaskInfo:
     tooluse: ToolUse | None
     num_children: int
     positions: tuple[int, int] | None = None
-    evicted: tuple[tuple[int, Path, int], ...] = ()
+    evicted: tuple[tuple[int, TaskPath, int], ...] = ()
 
     @property
     def label(self) -> str:
@@ -59,7 +59,7 @@ def describe_tasks(view: RunView) -> list[TaskInfo]:
         return []
     record = view.record
     forks = record is not None and get_format(record.format).forks
-    evictions: list[tuple[Path, tuple[int, Path, int]]] = []
+    evictions: list[tuple[TaskPath, tuple[int, TaskPath, int]]] = []
     if record is not None:
         evictions = [(e.list_owner, (e.step + 1, e.stream, e.num_tokens))
                      for e in record.evictions if not e.deferred and e.num_tokens]

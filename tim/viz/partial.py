@@ -19,7 +19,7 @@ from typing import Any
 
 from tim.engine.record import RunRecord
 from tim.result import is_pruned, pruned_owners
-from tim.tree import EventKind, Path, Task, TaskStatus, TaskTree, ToolUse, get_format
+from tim.tree import EventKind, Task, TaskPath, TaskStatus, TaskTree, ToolUse, get_format
 
 __all__ = ["partial_tree"]
 
@@ -47,11 +47,11 @@ def partial_tree(record: RunRecord) -> TaskTree | None:
     ('Half wr', 'running')
     """
     fmt = get_format(record.format)
-    tasks: dict[Path, dict[str, Any]] = {}
+    tasks: dict[TaskPath, dict[str, Any]] = {}
     answer = None
     for path, stream in record.streams.items():
         parser = fmt.parser(path) if fmt.forks else fmt.parser()
-        open_field: tuple[Path, str, int] | None = None
+        open_field: tuple[TaskPath, str, int] | None = None
         for event in parser.feed(stream.text):
             kind, info = event.kind, tasks.setdefault(event.path, {}) if event.path else {}
             if kind is EventKind.TASK_OPENED:
@@ -85,7 +85,7 @@ def partial_tree(record: RunRecord) -> TaskTree | None:
     if not tasks:
         return None
     pruned = pruned_owners(record)
-    children: dict[Path, list[int]] = {}
+    children: dict[TaskPath, list[int]] = {}
     for path in sorted(tasks):
         for i in range(1, len(path)):  # a child seen before its parent (never in order)
             tasks.setdefault(path[:i], {})
@@ -93,7 +93,7 @@ def partial_tree(record: RunRecord) -> TaskTree | None:
     return TaskTree(_tasks((), tasks, children, pruned), answer)
 
 
-def _tasks(parent: Path, tasks: dict, children: dict, pruned: set[Path]) -> list[Task]:
+def _tasks(parent: TaskPath, tasks: dict, children: dict, pruned: set[TaskPath]) -> list[Task]:
     out = []
     for i in sorted(set(children.get(parent, ()))):
         path = (*parent, i)
@@ -124,7 +124,7 @@ def _tasks(parent: Path, tasks: dict, children: dict, pruned: set[Path]) -> list
     return out
 
 
-def _innermost_open(tasks: dict[Path, dict]) -> Path:
+def _innermost_open(tasks: dict[TaskPath, dict]) -> TaskPath:
     open_paths = [p for p, info in tasks.items() if p and info.get("opened")
                   and not info.get("closed")]
     return max(open_paths, key=len, default=max(tasks, key=len))

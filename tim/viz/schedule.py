@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tim.engine.record import RunRecord, StreamRecord
-from tim.tree import EventKind, Path, get_format
+from tim.tree import EventKind, TaskPath, get_format
 
 __all__ = ["StreamPlan", "Piece", "ToolMark", "Schedule", "stream_plans", "simulate"]
 
@@ -42,7 +42,7 @@ class StreamPlan:
 class Piece:
     """Steps ``start..end`` in which ``path`` ran; pieces with one ``hold`` share a slot."""
 
-    path: Path
+    path: TaskPath
     start: int
     end: int
     hold: int
@@ -52,7 +52,7 @@ class Piece:
 class ToolMark:
     """Tool call ``n`` of ``path``: made in ``call_step``, its result fed in ``resume_step``."""
 
-    path: Path
+    path: TaskPath
     n: int
     name: str
     call_step: int
@@ -62,11 +62,11 @@ class ToolMark:
 @dataclass
 class Schedule:
     pieces: list[Piece] = field(default_factory=list)
-    joins: list[tuple[int, Path, int]] = field(default_factory=list)  # (step, parent, children)
+    joins: list[tuple[int, TaskPath, int]] = field(default_factory=list)  # (step, parent, children)
     tools: list[ToolMark] = field(default_factory=list)
 
 
-def stream_plans(record: RunRecord) -> dict[Path, StreamPlan]:
+def stream_plans(record: RunRecord) -> dict[TaskPath, StreamPlan]:
     """One :class:`StreamPlan` per stream, from its tokens and (for tool calls) its text."""
     fmt = get_format(record.format)
     plans = {}
@@ -81,8 +81,8 @@ def stream_plans(record: RunRecord) -> dict[Path, StreamPlan]:
     return plans
 
 
-def simulate(record: RunRecord, plans: Mapping[Path, StreamPlan],
-             waits: Mapping[tuple[Path, int], int], num_steps: int) -> Schedule:
+def simulate(record: RunRecord, plans: Mapping[TaskPath, StreamPlan],
+             waits: Mapping[tuple[TaskPath, int], int], num_steps: int) -> Schedule:
     """Replay the scheduler with the given tool waits; pieces never pass ``num_steps``."""
     out, holds = Schedule(), itertools.count()
     if () not in plans:
@@ -92,13 +92,13 @@ def simulate(record: RunRecord, plans: Mapping[Path, StreamPlan],
         return out
     forks = {f.parent: f for f in record.forks}
     limit = max(record.max_concurrency, 1)
-    heap: list[tuple[int, int, Path]] = []  # (end step, 0 finishes / 1 forks / 2 cut, path)
-    waiting: list[Path] = []
-    joined: dict[Path, int] = {}
-    resume: dict[Path, int] = {}  # tokens a parent samples after its join
+    heap: list[tuple[int, int, TaskPath]] = []  # (end step, 0 finishes / 1 forks / 2 cut, path)
+    waiting: list[TaskPath] = []
+    joined: dict[TaskPath, int] = {}
+    resume: dict[TaskPath, int] = {}  # tokens a parent samples after its join
     active = 0
 
-    def start(path: Path, step: int) -> None:
+    def start(path: TaskPath, step: int) -> None:
         nonlocal active
         active += 1
         plan, fork = plans[path], forks.get(path)
@@ -141,7 +141,7 @@ def simulate(record: RunRecord, plans: Mapping[Path, StreamPlan],
     return out
 
 
-def _phase(out: Schedule, path: Path, start: int, plan: StreamPlan, waits: Mapping,
+def _phase(out: Schedule, path: TaskPath, start: int, plan: StreamPlan, waits: Mapping,
            hold: int, num_steps: int, *, anchor: int | None = None, count: int = 0,
            flush: int = 0) -> tuple[int, int, bool]:
     """Schedule one stretch of a stream from ``start``; returns (end, steps waited, cut).

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tim.engine.record import RunRecord
-from tim.tree import Path
+from tim.tree import TaskPath
 from tim.viz.schedule import Piece, simulate, stream_plans
 
 __all__ = ["Segment", "RunEvent", "WorkerTimeline", "worker_timeline"]
@@ -30,7 +30,7 @@ MAX_FITS = 500  # tool-wait adjustments tried before settling for an approximate
 class Segment:
     """Steps ``start..end`` (inclusive) in which stream ``path`` ran, on worker ``lane``."""
 
-    path: Path
+    path: TaskPath
     start: int
     end: int
     lane: int = 0
@@ -42,7 +42,7 @@ class RunEvent:
 
     step: int
     kind: str
-    path: Path
+    path: TaskPath
     detail: str = ""
 
 
@@ -81,7 +81,7 @@ def worker_timeline(record: RunRecord) -> WorkerTimeline:
     num_steps = max(record.num_steps, len(record.timeline))
     plans = stream_plans(record)
     recorded = [row[3] for row in record.timeline]
-    waits: dict[tuple[Path, int], int] = {}
+    waits: dict[tuple[TaskPath, int], int] = {}
     for _ in range(MAX_FITS):
         schedule = simulate(record, plans, waits, num_steps)
         fit = _fit_wait(schedule, _concurrency(schedule.pieces, len(recorded)), recorded)
@@ -114,7 +114,7 @@ def worker_timeline(record: RunRecord) -> WorkerTimeline:
 
 
 def _fit_wait(schedule, simulated: list[int], recorded: list[int]
-              ) -> tuple[tuple[Path, int], int] | None:
+              ) -> tuple[tuple[TaskPath, int], int] | None:
     """The tool wait to lengthen, and by how much, to explain the first surplus step."""
     first = next((i for i, (a, b) in enumerate(zip(simulated, recorded, strict=True))
                   if a != b), None)

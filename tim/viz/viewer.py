@@ -30,7 +30,7 @@ from pathlib import Path as FilePath
 from typing import Any
 
 import tim
-from tim.tree import Path
+from tim.tree import TaskPath
 from tim.viz.load import RunLike, RunView, as_view
 from tim.viz.nodes import describe_tasks
 from tim.viz.viewer_assets import VIEWER_CSS, VIEWER_JS
@@ -124,7 +124,7 @@ def viewer_data(run: RunLike) -> dict[str, Any]:
     """
     view = as_view(run)
     infos = describe_tasks(view)
-    index: dict[Path, int] = {info.path: i for i, info in enumerate(infos)}
+    index: dict[TaskPath, int] = {info.path: i for i, info in enumerate(infos)}
     tasks = []
     for info in infos:
         tool = None
@@ -162,7 +162,7 @@ def _meta(view: RunView) -> dict[str, Any]:
     }
 
 
-def _timeline(view: RunView, index: dict[Path, int]) -> dict[str, Any] | None:
+def _timeline(view: RunView, index: dict[TaskPath, int]) -> dict[str, Any] | None:
     from tim.viz.timeline import worker_timeline
 
     record = view.record

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from tim.tree.stream import StreamParser
-from tim.tree.task import Path, TaskTree
+from tim.tree.task import TaskPath, TaskTree
 from tim.tree.toolspec import ToolSpec
 
 __all__ = ["Format"]
@@ -24,7 +24,7 @@ class Format(Protocol):
     def grammar(self, *, max_depth: int, max_fanout: int, tools: Sequence[ToolSpec] = (),
                 depth: int = 0) -> str: ...
 
-    def parser(self, path: Path = ()) -> StreamParser: ...
+    def parser(self, path: TaskPath = ()) -> StreamParser: ...
 
     def tool_result_text(self, result_json: str) -> str: ...
 

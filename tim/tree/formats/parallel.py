@@ -35,7 +35,7 @@ from tim.tree.formats.common import (
 )
 from tim.tree.grammar import check_limits, common_rules, field, list_rule, seq, task_rule, validate
 from tim.tree.stream import Reader, StreamParser
-from tim.tree.task import Path, Task, TaskTree
+from tim.tree.task import Task, TaskPath, TaskTree
 from tim.tree.toolspec import ToolSpec
 
 __all__ = ["ParallelFormat", "ParallelParser"]
@@ -61,7 +61,7 @@ class ParallelParser(StreamParser):
         else:
             yield from self._root()
 
-    def _subtask_item(self, path: Path, tok) -> Reader:
+    def _subtask_item(self, path: TaskPath, tok) -> Reader:
         yield from self._expect("{", tok)
         yield from self._key("title")
         title = yield from self._string(path)
@@ -149,7 +149,7 @@ class ParallelFormat:
                      max_allowed_depth=max_depth)
         return _grammar(max_depth, max_fanout, tools, depth, max_string_chars)
 
-    def parser(self, path: Path = ()) -> ParallelParser:
+    def parser(self, path: TaskPath = ()) -> ParallelParser:
         """A fresh parser for the stream of the task at ``path`` (``()``: the root stream)."""
         path = tuple(path)
         if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in path):
@@ -175,7 +175,7 @@ class ParallelFormat:
             raise ValueError(f"depth must be an int >= 0, got {depth!r}")
         return ', "answer": "' if depth == 0 else ', "conclusion": "'
 
-    def render(self, tree: TaskTree) -> dict[Path, str]:
+    def render(self, tree: TaskTree) -> dict[TaskPath, str]:
         """Each stream's text, keyed by stream path in start order (root first).
 
         Raises ``ValueError`` naming a task without a title, or an unfinished tree.
@@ -193,7 +193,7 @@ class ParallelFormat:
             )
         return streams
 
-    def parse(self, streams: Mapping[Path, str]) -> TaskTree:
+    def parse(self, streams: Mapping[TaskPath, str]) -> TaskTree:
         """Parse every stream and assemble the tree; raises ``FormatError`` when malformed.
 
         ``streams`` needs exactly the root stream plus one stream per plan item.
@@ -209,7 +209,7 @@ class ParallelFormat:
                               f"unplanned {extra}, root stream given: {() in streams}")
         return assemble_tree(events)
 
-    def view_text(self, streams: Mapping[Path, str], path: Path = ()) -> str:
+    def view_text(self, streams: Mapping[TaskPath, str], path: TaskPath = ()) -> str:
         """What a stream's reader sees with no pruning: each fork's ``]`` is followed by
         the children's full views, in plan order."""
         events = self._parse_stream(path, streams[path])
@@ -221,7 +221,7 @@ class ParallelFormat:
         children = "".join(self.view_text(streams, (*path, i)) for i in range(num_children))
         return streams[path][:forks[0]] + children + streams[path][forks[0]:]
 
-    def _parse_stream(self, path: Path, text: str) -> list:
+    def _parse_stream(self, path: TaskPath, text: str) -> list:
         parser = self.parser(path)
         events = parser.feed(text) + parser.close()
         if events and events[-1].kind is EventKind.MALFORMED:
@@ -229,7 +229,7 @@ class ParallelFormat:
         return events
 
 
-def _plan(tasks: list[Task], parent: Path) -> str:
+def _plan(tasks: list[Task], parent: TaskPath) -> str:
     for i, task in enumerate(tasks):
         if task.title is None:
             raise ValueError(f"the parallel format needs a title on every task; task "

@@ -26,7 +26,7 @@ from tim.tree.formats.common import (
 )
 from tim.tree.grammar import check_limits, common_rules, field, list_rule, seq, task_rule, validate
 from tim.tree.stream import Reader, StreamParser
-from tim.tree.task import Path, Task, TaskTree
+from tim.tree.task import Task, TaskPath, TaskTree
 from tim.tree.toolspec import ToolSpec
 
 __all__ = ["Thread2Format", "Thread2Parser"]
@@ -51,7 +51,7 @@ class Thread2Parser(StreamParser):
     def _document(self) -> Reader:
         yield from self._root()
 
-    def _subtask_item(self, path: Path, tok) -> Reader:
+    def _subtask_item(self, path: TaskPath, tok) -> Reader:
         yield from self._task(path, tok)
 
 
@@ -129,7 +129,7 @@ class Thread2Format:
                      max_allowed_depth=0)
         return _grammar(max_depth, max_fanout, tools, max_string_chars)
 
-    def parser(self, path: Path = ()) -> Thread2Parser:
+    def parser(self, path: TaskPath = ()) -> Thread2Parser:
         """A fresh incremental parser; ``path`` must be ``()`` (one stream)."""
         if tuple(path) != ():
             raise ValueError(f"thread2 has a single stream at path (), got {path!r}")
