@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tim.pruning import BufferRule, NoPruning, PruneTracker, TaskStatus
+from tim.pruning import BufferRule, NoPruning, PruneStatus, PruneTracker
 
 MAX_VIEWS = 4
 MAX_VIEW_EVENTS = 12
@@ -163,7 +163,7 @@ def apply(model: Model, trackers: list[PruneTracker], kind: str, args: tuple) ->
         model.complete(args[0])
     elif kind in ("finish", "fail"):
         (task,) = args
-        status = TaskStatus.DONE if kind == "finish" else TaskStatus.FAILED
+        status = PruneStatus.DONE if kind == "finish" else PruneStatus.FAILED
         for tr in trackers:
             tr.finish_task(task, status)
         model.task_running[task] = False

@@ -11,13 +11,13 @@ from tim.pruning import (
     ListInfo,
     NoPruning,
     PruneState,
+    PruneStatus,
     TaskInfo,
-    TaskStatus,
     plan_evictions,
     split_selection,
 )
 
-RUN, DONE = TaskStatus.RUNNING, TaskStatus.DONE
+RUN, DONE = PruneStatus.RUNNING, PruneStatus.DONE
 
 
 def shared_state() -> PruneState:

@@ -15,9 +15,9 @@ from tim.pruning import (
     ListInfo,
     NoPruning,
     PruneState,
+    PruneStatus,
     Rule,
     TaskInfo,
-    TaskStatus,
     get_rule,
 )
 
@@ -114,7 +114,7 @@ def flat_states(draw):
         for _ in range(num_lists)
     ]
     tasks = {
-        i: TaskInfo(i, None, TaskStatus.DONE if done[i] else TaskStatus.RUNNING)
+        i: TaskInfo(i, None, PruneStatus.DONE if done[i] else PruneStatus.RUNNING)
         for i in range(num_lists)
     }
     lists = {

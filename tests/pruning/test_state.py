@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tim.pruning import ListInfo, PruneState, TaskInfo, TaskStatus
+from tim.pruning import ListInfo, PruneState, PruneStatus, TaskInfo
 
-RUN, DONE = TaskStatus.RUNNING, TaskStatus.DONE
+RUN, DONE = PruneStatus.RUNNING, PruneStatus.DONE
 
 
 def nested_state() -> PruneState:
@@ -51,7 +51,7 @@ def test_snapshot_mappings_are_read_only_copies() -> None:
     ("make", "message"),
     [
         (lambda: TaskInfo(-1, None, DONE), "task id must be an int >= 0, got -1"),
-        (lambda: TaskInfo(0, None, "done"), "task status must be a TaskStatus, got 'done'"),
+        (lambda: TaskInfo(0, None, "done"), "task status must be a PruneStatus, got 'done'"),
         (lambda: TaskInfo(True, None, DONE), "task id must be an int >= 0, got True"),
         (lambda: ListInfo(0, owner=0, parent=None, completion=-2), "got -2"),
         (

@@ -13,8 +13,8 @@ import tim.pruning.tracker
 from tim.pruning import (
     BufferRule,
     EvictionPlan,
+    PruneStatus,
     PruneTracker,
-    TaskStatus,
     get_rule,
 )
 
@@ -182,7 +182,7 @@ class TopLevelOnly:
         return [
             info.id
             for info in state.completed_lists(view)
-            if info.parent is None and state.tasks[info.owner].status is TaskStatus.DONE
+            if info.parent is None and state.tasks[info.owner].status is PruneStatus.DONE
         ]
 
 
@@ -227,11 +227,11 @@ def test_failed_task_completes_its_open_list() -> None:
     lst = tracker.open_list(task, 0)
     child = tracker.open_task(lst)
     with pytest.raises(ValueError, match="running tasks"):
-        tracker.finish_task(task, TaskStatus.FAILED)
-    tracker.finish_task(child, TaskStatus.FAILED)
+        tracker.finish_task(task, PruneStatus.FAILED)
+    tracker.finish_task(child, PruneStatus.FAILED)
     with pytest.raises(ValueError, match="its list 0 is open"):
         tracker.finish_task(task)
-    tracker.finish_task(task, TaskStatus.FAILED)
+    tracker.finish_task(task, PruneStatus.FAILED)
     assert tracker.snapshot().lists[lst].completed
     assert tracker.prune() == (EvictionPlan(view=0, now=(lst,), deferred=()),)
 
@@ -261,7 +261,7 @@ def test_events_out_of_order_raise() -> None:
     with pytest.raises(ValueError, match="already finished"):
         tracker.finish_task(child)
     with pytest.raises(ValueError, match="finishes as DONE or FAILED"):
-        tracker.finish_task(task, TaskStatus.RUNNING)
+        tracker.finish_task(task, PruneStatus.RUNNING)
     tracker.close_list(lst)
     with pytest.raises(ValueError, match="already completed"):
         tracker.close_list(lst)

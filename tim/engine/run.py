@@ -26,7 +26,7 @@ from tim.engine.sampler import stream_generator
 from tim.engine.stream import ListAnchors, Stream, StreamStatus
 from tim.errors import TimError
 from tim.pruning import PruneTracker
-from tim.pruning.state import TaskStatus as PruneStatus
+from tim.pruning.state import PruneStatus
 from tim.tools import ToolExecutor, ToolOutcome
 from tim.tree import EventKind, TaskPath
 

@@ -12,7 +12,7 @@ See ``docs/pruning.md`` for the rule and a picture of which tokens survive.
 
 from tim.pruning.plan import EvictionPlan, plan_evictions, split_selection
 from tim.pruning.rules import BufferRule, NoPruning, Rule, get_rule
-from tim.pruning.state import ListId, ListInfo, PruneState, TaskId, TaskInfo, TaskStatus, ViewId
+from tim.pruning.state import ListId, ListInfo, PruneState, PruneStatus, TaskId, TaskInfo, ViewId
 from tim.pruning.tracker import PruneTracker
 
 __all__ = [
@@ -22,11 +22,11 @@ __all__ = [
     "ListInfo",
     "NoPruning",
     "PruneState",
+    "PruneStatus",
     "PruneTracker",
     "Rule",
     "TaskId",
     "TaskInfo",
-    "TaskStatus",
     "ViewId",
     "get_rule",
     "plan_evictions",

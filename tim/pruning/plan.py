@@ -86,8 +86,8 @@ def split_selection(
 
     Examples
     --------
-    >>> from tim.pruning import ListInfo, TaskInfo, TaskStatus
-    >>> done = TaskStatus.DONE
+    >>> from tim.pruning import ListInfo, TaskInfo, PruneStatus
+    >>> done = PruneStatus.DONE
     >>> state = PruneState(
     ...     tasks={0: TaskInfo(0, None, done), 1: TaskInfo(1, None, done)},
     ...     lists={0: ListInfo(0, owner=0, parent=None, completion=0, holders={1, 2}),
@@ -136,8 +136,8 @@ def plan_evictions(state: PruneState, rule: Rule) -> tuple[EvictionPlan, ...]:
 
     Examples
     --------
-    >>> from tim.pruning import ListInfo, TaskInfo, TaskStatus, get_rule
-    >>> done = TaskStatus.DONE
+    >>> from tim.pruning import ListInfo, TaskInfo, PruneStatus, get_rule
+    >>> done = PruneStatus.DONE
     >>> state = PruneState(
     ...     tasks={i: TaskInfo(i, None, done) for i in range(3)},
     ...     lists={i: ListInfo(i, owner=i, parent=None, completion=i, holders={0})

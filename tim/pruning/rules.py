@@ -30,11 +30,11 @@ class Rule(Protocol):
     --------
     A rule that evicts a completed list as soon as its owner task has concluded:
 
-    >>> from tim.pruning import TaskStatus
+    >>> from tim.pruning import PruneStatus
     >>> class AfterConclusion:
     ...     def select(self, state, view):
     ...         return [info.id for info in state.completed_lists(view)
-    ...                 if state.tasks[info.owner].status is TaskStatus.DONE]
+    ...                 if state.tasks[info.owner].status is PruneStatus.DONE]
     >>> isinstance(AfterConclusion(), Rule)
     True
     """

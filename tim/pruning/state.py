@@ -20,15 +20,19 @@ from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
 
-__all__ = ["TaskId", "ListId", "ViewId", "TaskStatus", "TaskInfo", "ListInfo", "PruneState"]
+__all__ = ["TaskId", "ListId", "ViewId", "PruneStatus", "TaskInfo", "ListInfo", "PruneState"]
 
 TaskId = int
 ListId = int
 ViewId = int
 
 
-class TaskStatus(Enum):
-    """Where a task is in its life."""
+class PruneStatus(Enum):
+    """Where a task is in its life, as pruning tracks it.
+
+    Pruning only learns of a task once it starts, so there is no ``PENDING``; a task that
+    failed is ``FAILED``. The user-facing tree has its own :class:`tim.tree.TaskStatus`.
+    """
 
     RUNNING = "running"
     DONE = "done"
@@ -49,19 +53,19 @@ class TaskInfo:
     id : TaskId
     parent_list : ListId or None
         The subtask list this task is an item of; ``None`` for a top-level task.
-    status : TaskStatus
+    status : PruneStatus
     """
 
     id: TaskId
     parent_list: ListId | None
-    status: TaskStatus
+    status: PruneStatus
 
     def __post_init__(self) -> None:
         _check_id("task id", self.id)
         if self.parent_list is not None:
             _check_id("parent list id", self.parent_list)
-        if not isinstance(self.status, TaskStatus):
-            raise ValueError(f"task status must be a TaskStatus, got {self.status!r}")
+        if not isinstance(self.status, PruneStatus):
+            raise ValueError(f"task status must be a PruneStatus, got {self.status!r}")
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,7 @@ class PruneState:
     Examples
     --------
     >>> state = PruneState(
-    ...     tasks={0: TaskInfo(0, None, TaskStatus.RUNNING), 1: TaskInfo(1, 0, TaskStatus.DONE)},
+    ...     tasks={0: TaskInfo(0, None, PruneStatus.RUNNING), 1: TaskInfo(1, 0, PruneStatus.DONE)},
     ...     lists={0: ListInfo(0, owner=0, parent=None, completion=0, holders=frozenset({5}))},
     ...     views=frozenset({5}),
     ... )
@@ -209,7 +213,7 @@ class PruneState:
     def contains_running(self, list_id: ListId) -> bool:
         """Whether a running task lies anywhere inside the list, at any depth."""
         for task in self.tasks.values():
-            if task.status is not TaskStatus.RUNNING or task.parent_list is None:
+            if task.status is not PruneStatus.RUNNING or task.parent_list is None:
                 continue
             if task.parent_list == list_id or list_id in self.ancestors(task.parent_list):
                 return True

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from tim.errors import TimError
 from tim.pruning.plan import EvictionPlan, plan_evictions
 from tim.pruning.rules import Rule
-from tim.pruning.state import ListId, ListInfo, PruneState, TaskId, TaskInfo, TaskStatus, ViewId
+from tim.pruning.state import ListId, ListInfo, PruneState, PruneStatus, TaskId, TaskInfo, ViewId
 
 __all__ = ["PruneTracker"]
 
@@ -34,7 +34,7 @@ __all__ = ["PruneTracker"]
 @dataclass
 class _Task:
     parent_list: ListId | None
-    status: TaskStatus = TaskStatus.RUNNING
+    status: PruneStatus = PruneStatus.RUNNING
     own_list: ListId | None = None
 
 
@@ -141,7 +141,7 @@ class PruneTracker:
             info = self._lists[parent_list]
             if (
                 info.completion is not None
-                or self._tasks[info.owner].status is not TaskStatus.RUNNING
+                or self._tasks[info.owner].status is not PruneStatus.RUNNING
             ):
                 raise ValueError(f"list {parent_list} is closed; it takes no new task")
         task = len(self._tasks)
@@ -150,7 +150,7 @@ class PruneTracker:
             self._lists[parent_list].items.append(task)
         return task
 
-    def finish_task(self, task: TaskId, status: TaskStatus = TaskStatus.DONE) -> None:
+    def finish_task(self, task: TaskId, status: PruneStatus = PruneStatus.DONE) -> None:
         """End a running task: DONE once its conclusion is closed, or FAILED.
 
         No item of its list may still run. A DONE task's list, if it has one, must be
@@ -158,15 +158,15 @@ class PruneTracker:
         items, so it may be pruned like any other.
         """
         record = self._require_task(task)
-        if status is TaskStatus.RUNNING or not isinstance(status, TaskStatus):
+        if status is PruneStatus.RUNNING or not isinstance(status, PruneStatus):
             raise ValueError(f"a task finishes as DONE or FAILED, got {status!r}")
-        if record.status is not TaskStatus.RUNNING:
+        if record.status is not PruneStatus.RUNNING:
             raise ValueError(f"task {task} already finished as {record.status.name}")
         own = record.own_list
         if own is not None:
             self._require_items_finished(own)
             if self._lists[own].completion is None:
-                if status is TaskStatus.DONE:
+                if status is PruneStatus.DONE:
                     raise ValueError(f"task {task} cannot be DONE: its list {own} is open")
                 self._complete(own)
         record.status = status
@@ -175,7 +175,7 @@ class PruneTracker:
         """Open ``owner``'s subtask list in ``view``; its parent list is the one ``owner`` is in."""
         record = self._require_task(owner)
         self._require_view(view)
-        if record.status is not TaskStatus.RUNNING:
+        if record.status is not PruneStatus.RUNNING:
             raise ValueError(f"task {owner} is {record.status.name}; it cannot open a list")
         if record.own_list is not None:
             raise ValueError(f"task {owner} already has list {record.own_list}")
@@ -200,7 +200,7 @@ class PruneTracker:
         info = self._require_list(list_id)
         if info.completion is not None:
             raise ValueError(f"list {list_id} is already completed")
-        if self._tasks[info.owner].status is not TaskStatus.RUNNING:
+        if self._tasks[info.owner].status is not PruneStatus.RUNNING:
             raise ValueError(f"list {list_id}'s owner task {info.owner} is no longer running")
         self._require_items_finished(list_id)
         self._complete(list_id)
@@ -288,7 +288,7 @@ class PruneTracker:
 
     def _require_items_finished(self, list_id: ListId) -> None:
         running = [
-            t for t in self._lists[list_id].items if self._tasks[t].status is TaskStatus.RUNNING
+            t for t in self._lists[list_id].items if self._tasks[t].status is PruneStatus.RUNNING
         ]
         if running:
             raise ValueError(f"list {list_id} still has running tasks {running}")
@@ -300,7 +300,7 @@ class PruneTracker:
     def _contains_running(self, list_id: ListId) -> bool:
         for task in self._lists[list_id].items:
             record = self._tasks[task]
-            if record.status is TaskStatus.RUNNING:
+            if record.status is PruneStatus.RUNNING:
                 return True
             if record.own_list is not None and self._contains_running(record.own_list):
                 return True
