@@ -19,7 +19,7 @@ from pathlib import Path as FilePath
 from tim.errors import TimError
 from tim.tree import TaskPath, TaskStatus, get_format
 from tim.viz.load import RunLike, as_view
-from tim.viz.nodes import TaskInfo, describe_tasks, short_text, tool_text
+from tim.viz.nodes import NodeInfo, describe_tasks, short_text, tool_text
 
 __all__ = ["dot_source", "render_graphviz", "STATUS_COLORS", "PRUNED_COLORS", "TOOL_COLORS"]
 
@@ -153,7 +153,7 @@ def _graphviz():
     return graphviz
 
 
-def _add_task(graph, info: TaskInfo) -> None:
+def _add_task(graph, info: NodeInfo) -> None:
     fill, border = PRUNED_COLORS if info.pruned else STATUS_COLORS[info.status]
     style = "rounded,filled" + (",dashed" if info.pruned or info.status is TaskStatus.PENDING
                                 else "")
@@ -165,7 +165,7 @@ def _add_task(graph, info: TaskInfo) -> None:
                    shape="tab", style="filled", fillcolor=fill, color=border, fontsize="9")
 
 
-def _node_lines(info: TaskInfo) -> list[str]:
+def _node_lines(info: NodeInfo) -> list[str]:
     lines = [info.label if len(info.label) <= 40 else short_text(info.label, 40)]
     if info.conclusion:
         lines.append("→ " + short_text(info.conclusion, 40))

@@ -14,12 +14,12 @@ from tim.result import is_pruned
 from tim.tree import TaskPath, TaskStatus, ToolUse, get_format
 from tim.viz.load import RunView
 
-__all__ = ["TaskInfo", "describe_tasks", "short_text", "task_label", "tool_text"]
+__all__ = ["NodeInfo", "describe_tasks", "short_text", "task_label", "tool_text"]
 
 
 @dataclass(frozen=True)
-class TaskInfo:
-    """A task and its run facts.
+class NodeInfo:
+    """A task and its run facts, as the pictures show them (one per node of the drawn tree).
 
     ``positions`` is the (first, last) position id its stream's tokens had when written
     (``parallel`` runs only); ``evicted`` lists ``(step, stream path, num_tokens)`` of the
@@ -44,7 +44,7 @@ class TaskInfo:
         return task_label(self.title, self.thought)
 
 
-def describe_tasks(view: RunView) -> list[TaskInfo]:
+def describe_tasks(view: RunView) -> list[NodeInfo]:
     """Every task of ``view.tree`` in depth-first order, parents first.
 
     Examples
@@ -69,7 +69,7 @@ def describe_tasks(view: RunView) -> list[TaskInfo]:
         if forks and path in record.streams and record.streams[path].position_ids:
             ids = record.streams[path].position_ids
             positions = (min(ids), max(ids))
-        out.append(TaskInfo(
+        out.append(NodeInfo(
             path=path,
             title=task.title,
             thought=task.thought,

@@ -12,7 +12,7 @@ from typing import Any
 
 from tim.tree import TaskStatus
 from tim.viz.load import RunLike, RunView, as_view
-from tim.viz.nodes import TaskInfo, describe_tasks, short_text, tool_text
+from tim.viz.nodes import NodeInfo, describe_tasks, short_text, tool_text
 
 __all__ = ["tree_renderable", "render_terminal", "stats_lines", "LiveTree"]
 
@@ -127,7 +127,7 @@ def stats_lines(view: RunView) -> list[str]:
     return lines
 
 
-def _task_text(info: TaskInfo) -> Any:
+def _task_text(info: NodeInfo) -> Any:
     from rich.text import Text
 
     glyph, style = STATUS_STYLE[info.status]
