@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tim.errors import TimError
-from tim.models import AttentionBackend, current_backend, forward_context
+from tim.models import ForwardBackend, current_backend, forward_context
 from tim.models.testing import DenseCausalBackend
 
 
@@ -41,7 +41,7 @@ def test_clears_after_an_exception():
 
 
 def test_rejects_objects_without_attend():
-    with pytest.raises(TypeError, match="AttentionBackend"), forward_context(object()):
+    with pytest.raises(TypeError, match="ForwardBackend"), forward_context(object()):
         pass  # pragma: no cover - never entered
 
 
@@ -64,7 +64,7 @@ def test_is_not_visible_from_another_thread():
 
 def test_dense_backend_satisfies_the_protocol_and_attends_causally():
     backend = DenseCausalBackend([0, 3, 5])
-    assert isinstance(backend, AttentionBackend)
+    assert isinstance(backend, ForwardBackend)
     q, k, v = torch.randn(5, 4, 8), torch.randn(5, 2, 8), torch.randn(5, 2, 8)
     out = backend.attend(0, q, k, v, softmax_scale=0.3, sliding_window=None, softcap=None)
     # Independent oracle: SDPA with an explicit block-diagonal causal mask.

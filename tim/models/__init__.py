@@ -18,17 +18,17 @@ from tim.models.attention import (
     use_tim_attention,
 )
 from tim.models.bundled import BUNDLED_MODELS, DEFAULT_MODEL, cache_dir
-from tim.models.context import AttentionBackend, current_backend, forward_context
+from tim.models.context import ForwardBackend, current_backend, forward_context
 from tim.models.loading import LoadedModel, load_model
 from tim.models.spec import ModelSpec, check_supported, inspect_model
 from tim.models.tiny import TINY_ARCHS, tiny_model, tiny_tokenizer
 
 __all__ = [
     "ATTN_IMPLEMENTATION",
-    "AttentionBackend",
     "AttentionSwitch",
     "BUNDLED_MODELS",
     "DEFAULT_MODEL",
+    "ForwardBackend",
     "LoadedModel",
     "ModelSpec",
     "TINY_ARCHS",

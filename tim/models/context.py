@@ -17,12 +17,15 @@ from tim.errors import TimError
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["AttentionBackend", "forward_context", "current_backend"]
+__all__ = ["ForwardBackend", "forward_context", "current_backend"]
 
 
 @runtime_checkable
-class AttentionBackend(Protocol):
+class ForwardBackend(Protocol):
     """What the ``tim`` attention function calls for every layer of one forward.
+
+    Not to be confused with :class:`tim.kernels.backends.AttentionBackend`, the kernel family
+    (``torch``, ``flash``, ...) that such an object may use to do the attending.
 
     One forward is one packed batch: the new tokens of all workers laid end to end as
     ``[1, T]`` input. The backend knows, from the batch metadata it was built with, which
@@ -68,16 +71,16 @@ class AttentionBackend(Protocol):
         ...
 
 
-_ACTIVE: ContextVar[AttentionBackend | None] = ContextVar("tim_forward_context", default=None)
+_ACTIVE: ContextVar[ForwardBackend | None] = ContextVar("tim_forward_context", default=None)
 
 
 @contextmanager
-def forward_context(backend: AttentionBackend) -> Iterator[AttentionBackend]:
+def forward_context(backend: ForwardBackend) -> Iterator[ForwardBackend]:
     """Make ``backend`` the target of the ``tim`` attention function for one block.
 
     Parameters
     ----------
-    backend : AttentionBackend
+    backend : ForwardBackend
         Receives every layer's ``attend`` call while the block runs.
 
     Raises
@@ -98,9 +101,9 @@ def forward_context(backend: AttentionBackend) -> Iterator[AttentionBackend]:
     ...
     tim.errors.TimError: the tim attention function was called outside a forward context; ...
     """
-    if not isinstance(backend, AttentionBackend):
+    if not isinstance(backend, ForwardBackend):
         raise TypeError(
-            f"forward_context needs an AttentionBackend (with .attend), got {backend!r}"
+            f"forward_context needs a ForwardBackend (with .attend), got {backend!r}"
         )
     if _ACTIVE.get() is not None:
         raise TimError(
@@ -114,7 +117,7 @@ def forward_context(backend: AttentionBackend) -> Iterator[AttentionBackend]:
         _ACTIVE.reset(token)
 
 
-def current_backend() -> AttentionBackend:
+def current_backend() -> ForwardBackend:
     """The backend of the active forward context.
 
     Raises

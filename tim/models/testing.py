@@ -1,6 +1,6 @@
 """A dense reference backend and a packed forward, for tests of tim and of engines.
 
-``DenseCausalBackend`` is the simplest correct ``AttentionBackend``: no cache, plain
+``DenseCausalBackend`` is the simplest correct ``ForwardBackend``: no cache, plain
 causal attention inside each packed sequence. ``forward_packed`` runs a model once over a
 packed batch under it. Together they are the oracle that every cached, paged or cascade
 path is compared against.
@@ -119,7 +119,7 @@ class DenseCausalBackend:
         sliding_window: int | None,
         softcap: float | None,
     ) -> Tensor:
-        """See :meth:`tim.models.context.AttentionBackend.attend`."""
+        """See :meth:`tim.models.context.ForwardBackend.attend`."""
         import torch
 
         if q.shape[0] != self.cu_seqlens[-1]:
@@ -155,7 +155,7 @@ def forward_packed(model: Any, input_ids: Tensor, position_ids: Tensor, backend:
         ``(T,)`` int64.
     position_ids : Tensor
         ``(T,)`` int64, the RoPE position of every token; any values, gaps allowed.
-    backend : AttentionBackend
+    backend : ForwardBackend
 
     Returns
     -------
