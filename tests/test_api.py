@@ -170,3 +170,28 @@ def test_a_model_handed_to_tim_stays_a_plain_hf_model(attn_implementation, monke
         rt.reason("2 + 2?", max_new_tokens=30, temperature=0)
     monkeypatch.undo()
     check_model_is_as_before()
+
+
+def test_one_engine_serves_every_call_until_the_tools_change():
+    rt = tim.Runtime(model=tiny_model("qwen3")[:2], format="thread2", max_depth=1, backend="torch",
+                 max_string_chars=7)
+    first = rt.reason("2 + 2?", max_new_tokens=20, temperature=0)
+    engine = rt.engine()
+    second = rt.reason("3 + 3?", max_new_tokens=10, temperature=0)
+    assert rt.engine() is engine  # the grammar and its tokenizer tables were built once
+    assert first.stats.tokens_generated <= 20 and second.stats.tokens_generated <= 10
+    assert engine.config.max_string_chars == 7
+    assert engine.new_runner().backend == "torch"  # Runtime(backend=...) reaches the kernels
+
+    def calc(expression: str) -> str:
+        return expression
+
+    rt.reason("4 + 4?", tools=[calc], max_new_tokens=10, temperature=0)
+    assert rt.engine(tools=[calc]) is not engine and "calc" in rt.engine(tools=[calc]).tools
+
+
+def test_an_unknown_backend_fails_at_the_first_call_naming_it():
+    rt = tim.Runtime(model=tiny_model("qwen3")[:2], format="thread2", max_depth=1,
+                     backend="no-such-backend")
+    with pytest.raises(ValueError, match="unknown attention backend 'no-such-backend'"):
+        rt.engine()

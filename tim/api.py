@@ -6,7 +6,6 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 from tim.engine.config import EngineConfig
@@ -56,10 +55,18 @@ class Runtime:
         KV slots for the whole tree; default 32768.
     device, dtype
         Where and in what precision a loaded model runs (``"auto"``: CUDA if present).
+    backend : str
+        Attention backend of :mod:`tim.kernels` (``"auto"`` picks the best for the device).
     structure : str
         ``"grammar"`` (default) or ``"free"``.
+    max_string_chars : int, optional
+        Longest string the grammar lets a task field hold (None: no cap).
     seed : int
         Seeds sampling; each stream draws from its own generator.
+
+    One :class:`~tim.engine.engine.Engine` (grammar, tokenizer tables, tool registry) is
+    built on the first call and reused by the next ones; it is rebuilt only when a call
+    offers other tools.
 
     Examples
     --------
@@ -85,12 +92,13 @@ class Runtime:
         dtype: Any = None,
         backend: str = "auto",
         structure: str = "grammar",
+        max_string_chars: int | None = None,
         seed: int = 0,
     ) -> None:
         self.config = EngineConfig(
             format=format, max_workers=max_workers, pruning=pruning, positions=positions,
             max_depth=max_depth, max_fanout=max_fanout, structure=structure,
-            kv_budget_tokens=kv_budget_tokens or 32768,
+            kv_budget_tokens=kv_budget_tokens or 32768, max_string_chars=max_string_chars,
         )
         self.loaded = load_model(model, device=device, dtype=dtype)
         self.backend, self.seed = backend, seed
@@ -99,15 +107,22 @@ class Runtime:
         self._lock = threading.Lock()
         self._active: Engine | None = None
         self._cancel_next = False
+        self._engine: Engine | None = None
+        self._engine_tools: tuple[Callable, ...] = ()
 
     @property
     def tokenizer(self) -> Any:
         return self.loaded.tokenizer
 
-    def engine(self, *, tools: Sequence[Callable] = (), max_new_tokens: int = 4096) -> Engine:
-        """An :class:`~tim.engine.engine.Engine` with this runtime's model and configuration."""
-        config = replace(self.config, max_new_tokens=max_new_tokens)
-        return Engine(self.loaded.model, self.tokenizer, config, tools=tools)
+    def engine(self, *, tools: Sequence[Callable] = ()) -> Engine:
+        """The :class:`~tim.engine.engine.Engine` of this runtime's model and configuration,
+        built once and rebuilt only when ``tools`` differ from the last call's."""
+        tools = tuple(tools)
+        if self._engine is None or tools != self._engine_tools:
+            self._engine = Engine(self.loaded.model, self.tokenizer, self.config, tools=tools,
+                                  backend=self.backend)
+            self._engine_tools = tools
+        return self._engine
 
     def reason(
         self,
@@ -127,18 +142,20 @@ class Runtime:
         :class:`~tim.engine.record.RunEvent` (tokens, tasks, tools, forks, joins, pruning).
         """
         _check_question(question)
-        engine = self.engine(tools=tools, max_new_tokens=max_new_tokens)
+        engine = self.engine(tools=tools)
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                                   seed=self.seed)
-        return self._reason(engine, question, sampling, on_step=on_step, on_event=on_event)
+        return self._reason(engine, question, sampling, max_new_tokens=max_new_tokens,
+                            on_step=on_step, on_event=on_event)
 
     def _reason(self, engine: Engine, question: str, sampling: SamplingParams, *,
-                on_step: Callable[[RunRecord], None] | None,
+                max_new_tokens: int, on_step: Callable[[RunRecord], None] | None,
                 on_event: Callable[[RunEvent], None] | None) -> Result:
         prompt = build_prompt(self.tokenizer, self.format.instructions(engine.tools.specs),
                               question)
         with self._activated(engine):
-            record = engine.run(prompt, sampling=sampling, on_step=on_step, on_event=on_event)
+            record = engine.run(prompt, sampling=sampling, on_step=on_step, on_event=on_event,
+                                max_new_tokens=max_new_tokens)
         return Result.of(record, question=question, model=self.loaded.name)
 
     @contextmanager
@@ -179,13 +196,13 @@ class Runtime:
         """
         for question in questions:
             _check_question(question)
-        engine = self.engine(max_new_tokens=max_new_tokens)
+        engine = self.engine()
         instructions = self.format.instructions(())
         prompts = [build_prompt(self.tokenizer, instructions, q) for q in questions]
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                                   seed=self.seed)
         with self._activated(engine):
-            records = engine.run_many(prompts, sampling=sampling)
+            records = engine.run_many(prompts, sampling=sampling, max_new_tokens=max_new_tokens)
         return [Result.of(r, question=q, model=self.loaded.name)
                 for r, q in zip(records, questions, strict=True)]
 
@@ -234,9 +251,7 @@ class Runtime:
         ('token', 'Result')
         """
         _check_question(question)
-        # Leaving early cancels this call's own engine, so a cancel that meets the run's
-        # end is dropped with that engine, never left pending for the next call.
-        engine = self.engine(tools=tools, max_new_tokens=max_new_tokens)
+        engine = self.engine(tools=tools)
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                                   seed=self.seed)
         events: queue.Queue = queue.Queue()
@@ -245,8 +260,9 @@ class Runtime:
 
         def work() -> None:
             try:
-                outcome["result"] = self._reason(engine, question, sampling, on_step=on_step,
-                                                 on_event=events.put)
+                outcome["result"] = self._reason(engine, question, sampling,
+                                                 max_new_tokens=max_new_tokens,
+                                                 on_step=on_step, on_event=events.put)
             except BaseException as exc:  # handed to the consumer below
                 outcome["error"] = exc
             finally:
@@ -258,9 +274,10 @@ class Runtime:
             while (item := events.get()) is not done:
                 yield item
         finally:
-            if worker.is_alive():
+            if worker.is_alive():  # left early: cancel this call's run only
                 engine.cancel()
                 worker.join()
+                engine.withdraw_cancel()  # (the run may have ended before it took it)
         if "error" in outcome:
             raise outcome["error"]
         yield outcome["result"]

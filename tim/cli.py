@@ -111,8 +111,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             model=args.model, format=args.format, max_workers=args.max_workers,
             pruning=args.pruning, positions=args.positions, max_depth=args.max_depth,
             max_fanout=args.max_fanout, structure=args.structure, seed=args.seed,
+            max_string_chars=args.max_string_chars,
         )
-        runtime.config = _with(runtime.config, max_string_chars=args.max_string_chars)
     console.print(f"[bold]question:[/] {args.question}")
     with _progress(console, args.max_new_tokens) as on_step:
         result = runtime.reason(args.question, tools=tools, max_new_tokens=args.max_new_tokens,
@@ -186,12 +186,6 @@ def _import_callable(spec: str) -> Any:
     if not module_name or not attr:
         raise ValueError(f"--tools expects MODULE:FUNCTION, got {spec!r}")
     return getattr(importlib.import_module(module_name), attr)
-
-
-def _with(config: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(config, **changes)
 
 
 class _progress:

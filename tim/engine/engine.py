@@ -17,6 +17,7 @@ from tim.engine.record import RunEvent, RunRecord
 from tim.engine.run import Run, check_no_leak
 from tim.engine.runner import ModelRunner
 from tim.engine.sampler import SamplingParams
+from tim.kernels.backends import get_backend
 from tim.models.spec import check_supported, inspect_model
 from tim.tools import ToolRegistry
 from tim.tree import get_format
@@ -38,6 +39,9 @@ class Engine:
         schemas. Calls run in a thread pool while other streams decode.
     tool_timeout_s : float
         A call still running after this long becomes ``{"error": ...}`` in ``tool_result``.
+    backend : str
+        The attention backend of :mod:`tim.kernels` (``"auto"``, ``"torch"``,
+        ``"torch-cuda"``, ``"sdpa"``, ``"flash"``).
     """
 
     def __init__(
@@ -48,8 +52,12 @@ class Engine:
         *,
         tools: Sequence[Callable] | ToolRegistry = (),
         tool_timeout_s: float = 30.0,
+        backend: str = "auto",
     ) -> None:
         self.model, self.tokenizer, self.config = model, tokenizer, config
+        if backend != "auto":
+            get_backend(backend)  # an unknown name fails here, naming the known ones
+        self.backend = backend
         self.spec = inspect_model(model)
         forks_concurrently = get_format(config.format).forks and config.max_workers > 1
         check_supported(self.spec, positions="shift" if forks_concurrently else config.positions)
@@ -81,7 +89,7 @@ class Engine:
             rope_inv_freq=spec.inv_freq,
             rope_interleaved=spec.rope_interleaved,
         )
-        return ModelRunner(self.model, store)
+        return ModelRunner(self.model, store, backend=self.backend)
 
     def cancel(self) -> None:
         """Cancel the run in progress or, when none is, the next one; safe from any thread.
@@ -97,6 +105,10 @@ class Engine:
         with it, unmarked; the next run is not cancelled by it.
         """
         self._cancelled.set()
+
+    def withdraw_cancel(self) -> None:
+        """Drop a cancel that no run has taken yet."""
+        self._cancelled.clear()
 
     def _take_cancel(self, records: Sequence[RunRecord]) -> bool:
         """True if a cancel is pending: every unfinished record is marked, the cancel taken."""
@@ -115,8 +127,11 @@ class Engine:
         chooser: Chooser | None = None,
         on_step: Callable[[RunRecord], None] | None = None,
         on_event: Callable[[RunEvent], None] | None = None,
+        max_new_tokens: int | None = None,
     ) -> RunRecord:
         """Decode a tree after ``prompt_ids``; always frees every page, even on error.
+
+        ``max_new_tokens`` overrides the config's budget of sampled tokens for this run.
 
         ``on_step(record)`` is called after every step, ``on_event(event)`` for every
         :class:`~tim.engine.record.RunEvent`. :meth:`cancel` (from any thread, from
@@ -127,7 +142,8 @@ class Engine:
         try:
             run = Run(self, list(prompt_ids),
                       chooser or SamplingChooser(sampling or SamplingParams()),
-                      constrained=chooser is None, on_event=on_event)
+                      constrained=chooser is None, on_event=on_event,
+                      max_new_tokens=max_new_tokens)
             try:
                 while not run.finished and not self._take_cancel([run.record]):
                     self._step([run], run.runner)
@@ -146,6 +162,7 @@ class Engine:
         *,
         sampling: SamplingParams | None = None,
         on_step: Callable[[list[RunRecord]], None] | None = None,
+        max_new_tokens: int | None = None,
     ) -> list[RunRecord]:
         """Decode one tree per prompt, all in the same batches over one KV store.
 
@@ -160,7 +177,8 @@ class Engine:
             runner = self.new_runner()
             runs = [
                 Run(self, list(p), SamplingChooser(replace(sampling, seed=sampling.seed + i)),
-                     constrained=True, on_event=None, runner=runner)
+                     constrained=True, on_event=None, runner=runner,
+                     max_new_tokens=max_new_tokens)
                 for i, p in enumerate(prompts)
             ]
             try:

@@ -43,8 +43,9 @@ class Run:
 
     def __init__(self, engine: Engine, prompt_ids: list[int], chooser: Chooser,
                  *, constrained: bool, on_event: Callable[[RunEvent], None] | None,
-                 runner: ModelRunner | None = None) -> None:
+                 runner: ModelRunner | None = None, max_new_tokens: int | None = None) -> None:
         cfg = engine.config
+        self.max_new_tokens = max_new_tokens or cfg.max_new_tokens
         self.on_event = on_event
         self.grammars = engine.grammars if constrained else None  # replays follow their record
         self.engine, self.cfg, self.fmt, self.chooser = engine, cfg, engine.format, chooser
@@ -471,8 +472,8 @@ class Run:
         rec.peak_live_tokens = max(rec.peak_live_tokens, live)
         rec.max_position = max(rec.max_position, max_position)
         rec.timeline.append((rec.num_steps, self.num_processed, live, num_streams))
-        if rec.num_generated >= self.cfg.max_new_tokens and not self.finished:
-            rec.error = f"max_new_tokens={self.cfg.max_new_tokens} reached before the answer"
+        if rec.num_generated >= self.max_new_tokens and not self.finished:
+            rec.error = f"max_new_tokens={self.max_new_tokens} reached before the answer"
             self.finished = True
 
     def _live_tokens(self) -> tuple[int, int]:

@@ -14,16 +14,30 @@ __all__ = ["visible_mask", "reference_attention"]
 
 
 def visible_mask(
-    q_len: int, k_len: int, params: AttentionParams, device: torch.device | None = None
+    q_len: int,
+    k_len: int,
+    params: AttentionParams,
+    device: torch.device | None = None,
+    *,
+    off: int | None = None,
 ) -> torch.Tensor:
     """Which keys each query may see, aligned bottom-right like flash-attn.
+
+    The one owner of the visible-key rule (:mod:`tim.kernels.params`): the reference and the
+    ``torch`` backend's masked blocks both build their masks here.
 
     Parameters
     ----------
     q_len, k_len : int
-        Queries and keys of one sequence.
+        Queries and keys of one sequence (or of one block of it).
     params : AttentionParams
         ``causal`` and ``window_size`` are read.
+    device : torch.device or None
+        Where to build the mask.
+    off : int or None
+        Query ``i`` sees key ``j`` when ``-left <= j - i - off <= right``. ``None``: the
+        whole sequence's ``k_len - q_len`` (bottom-right alignment); a row block of a
+        sequence passes its own.
 
     Returns
     -------
@@ -35,11 +49,16 @@ def visible_mask(
     >>> visible_mask(2, 4, AttentionParams(causal=True)).int()
     tensor([[1, 1, 1, 0],
             [1, 1, 1, 1]], dtype=torch.int32)
+    >>> visible_mask(2, 4, AttentionParams(causal=True), off=0).int()
+    tensor([[1, 0, 0, 0],
+            [1, 1, 0, 0]], dtype=torch.int32)
     """
     left, right = params.bounds()
+    if off is None:
+        off = k_len - q_len
     i = torch.arange(q_len, device=device)[:, None]
     j = torch.arange(k_len, device=device)[None, :]
-    rel = j - i - (k_len - q_len)  # (Lq, Lk): 0 on the bottom-right diagonal
+    rel = j - i - off  # (Lq, Lk): 0 on the diagonal j - i = off
     mask = torch.ones(q_len, k_len, dtype=torch.bool, device=device)
     if left is not None:
         mask &= rel >= -left

@@ -29,6 +29,7 @@ import torch
 import tim.kernels.torch_kernels as tk
 from tim.kernels.merge import merge_attention_states
 from tim.kernels.params import AttentionParams, check_offsets
+from tim.kernels.reference import visible_mask
 
 __all__ = ["TorchBackend", "SdpaBackend", "attend_varlen", "attend_block"]
 
@@ -207,7 +208,7 @@ def attend_block(
             return o_sq, lse_sq
         o_pre, lse_pre = tk.flash_cpu(q, k[:off], v[:off], None, params.softmax_scale)
         return merge_attention_states(o_pre, lse_pre, o_sq, lse_sq)
-    mask = None if full else tk.block_mask(q_len, k_len, off, left, right, q.device)
+    mask = None if full else visible_mask(q_len, k_len, params, q.device, off=off)
     if kernel == "matmul":
         return tk.matmul_attention(q, k, v, mask, params)
     if kernel == "sdpa":

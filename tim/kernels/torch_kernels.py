@@ -14,7 +14,6 @@ import torch
 from tim.kernels.params import AttentionParams
 
 __all__ = [
-    "block_mask",
     "flash_cpu",
     "flash_cpu_batch",
     "flash_cpu_causal",
@@ -29,17 +28,6 @@ __all__ = [
 def flash_cpu_op():
     """ATen's fused CPU flash attention (returns the LSE), or ``None`` if this torch lacks it."""
     return getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-
-
-def block_mask(q_len, k_len, off, left, right, device) -> torch.Tensor:
-    rel = torch.arange(k_len, device=device)[None, :] - torch.arange(q_len, device=device)[:, None]
-    rel = rel - off  # (Lq, Lk)
-    mask = torch.ones(q_len, k_len, dtype=torch.bool, device=device)
-    if left is not None:
-        mask &= rel >= -left
-    if right is not None:
-        mask &= rel <= right
-    return mask
 
 
 def fold(q: torch.Tensor, num_kv_heads: int) -> torch.Tensor:
