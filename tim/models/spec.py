@@ -20,11 +20,8 @@ __all__ = [
     "ModelSpec",
     "inspect_model",
     "check_supported",
-    "POSITION_POLICIES",
     "SHIFTABLE_ROPE_TYPES",
 ]
-
-POSITION_POLICIES = ("shift", "reencode", "keep")
 
 # RoPE types whose frequencies are fixed, so rotating a stored key by delta * inv_freq
 # moves it exactly. "dynamic" and "longrope" change inv_freq with the sequence length and
@@ -249,8 +246,11 @@ def check_supported(spec: ModelSpec, *, positions: str = "shift") -> None:
     ...
     tim.errors.UnsupportedModelError: llama uses RoPE type 'dynamic', ...
     """
-    if positions not in POSITION_POLICIES:
-        raise ValueError(f"positions must be one of {POSITION_POLICIES}, got {positions!r}")
+    from tim.cache import PositionPolicy  # the policies' one owner; tim.cache imports torch
+
+    names = tuple(policy.value for policy in PositionPolicy)
+    if positions not in names:
+        raise ValueError(f"positions must be one of {names}, got {positions!r}")
     if spec.rope_type is None:
         raise UnsupportedModelError(
             f"{spec.arch} has no rotary position embedding (RoPE); tim needs RoPE models "

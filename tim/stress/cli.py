@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from tim.cli import OneLineParser
 from tim.errors import TimError
-from tim.stress.run import DEFAULT_QUESTION, POSITION_POLICIES, PRUNING_RULES
+from tim.stress.run import DEFAULT_QUESTION, PRUNING_RULES
 from tim.stress.shape import TOOL_CALLS, StressShape
 
 __all__ = ["build_parser", "main_stress"]
@@ -51,11 +51,14 @@ def _float_at_least_zero(text: str) -> float:
 
 
 def _positions(text: str) -> list[str]:
+    from tim.cache import PositionPolicy
+
+    known = [policy.value for policy in PositionPolicy]
     names = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [n for n in names if n not in POSITION_POLICIES]
+    bad = [n for n in names if n not in known]
     if bad or not names:
         raise argparse.ArgumentTypeError(
-            f"expected a comma-separated list of {', '.join(POSITION_POLICIES)}, got {text!r}")
+            f"expected a comma-separated list of {', '.join(known)}, got {text!r}")
     return names
 
 
@@ -176,7 +179,7 @@ def _main(argv: Sequence[str] | None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    positions = list(POSITION_POLICIES) if args.compare else args.positions
+    positions = None if args.compare else args.positions  # None: every policy
     rules = list(PRUNING_RULES) if args.compare else args.pruning
     try:
         reports = _run(args, shape, positions, rules)
@@ -191,7 +194,7 @@ def _main(argv: Sequence[str] | None) -> int:
     return _show(args, reports, comparing=len(reports) > 1)
 
 
-def _run(args: argparse.Namespace, shape: StressShape, positions: list[str],
+def _run(args: argparse.Namespace, shape: StressShape, positions: list[str] | None,
          rules: list[str]) -> list:
     import torch
 

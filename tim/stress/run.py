@@ -20,7 +20,6 @@ __all__ = [
     "stress",
 ]
 
-POSITION_POLICIES = ("shift", "reencode", "keep")
 PRUNING_RULES = ("none", "buffer:0", "buffer:1", "buffer:2")
 DEFAULT_QUESTION = "Work through a long plan, one small step at a time."
 
@@ -251,14 +250,15 @@ def stress(
 def compare(
     model: Any = None,
     *,
-    positions: Sequence[str] = POSITION_POLICIES,
+    positions: Sequence[str] | None = None,
     pruning: Sequence[str] = PRUNING_RULES,
     **kwargs: Any,
 ) -> list[StressReport]:
     """One :func:`stress` run per (position policy, pruning rule), on one loaded model.
 
-    ``kwargs`` go to every run. Runs expected to fail (``keep``, ``none``) stop at their
-    first broken bound, so they cost little.
+    ``positions`` defaults to every :class:`~tim.cache.PositionPolicy`. ``kwargs`` go to
+    every run. Runs expected to fail (``keep``, ``none``) stop at their first broken bound,
+    so they cost little.
 
     Examples
     --------
@@ -270,6 +270,10 @@ def compare(
     """
     if kwargs.get("instructions") is None:  # as stress() decides it, before loading
         kwargs["instructions"] = isinstance(model, str)
+    if positions is None:
+        from tim.cache import PositionPolicy
+
+        positions = [policy.value for policy in PositionPolicy]
     loaded, _ = resolve_model(model)
     return [stress(loaded, positions=pos, pruning=rule, **kwargs)
             for pos in positions for rule in pruning]
