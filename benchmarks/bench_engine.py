@@ -226,10 +226,8 @@ def run_engine(lm: LoadedModel, prompt: list[int], config: EngineConfig, chooser
         chooser.choose = probe.wrap_chooser(chooser.choose)
         probe.start()
         record = engine.run(prompt, chooser=chooser, on_step=probe.on_step)
-    processed = [0] + [t[1] for t in record.timeline]
-    for step, (_, _, _, streams), before, after in zip(probe.steps, record.timeline,
-                                                       processed[:-1], processed[1:], strict=True):
-        step.num_tokens, step.num_streams = after - before, streams
+    for step, row in zip(probe.steps, record.timeline, strict=True):
+        step.num_tokens, step.num_streams = sum(n for _, n in row.fed), row.num_streams
     return record, probe.steps
 
 

@@ -202,7 +202,7 @@ class _progress:
         def on_step(record: Any) -> None:
             if record.num_steps % 4:
                 return
-            live = record.timeline[-1][2] if record.timeline else 0
+            live = record.timeline[-1].live_tokens if record.timeline else 0
             rate = record.num_generated / max(time.perf_counter() - self.start, 1e-9)
             self.status.update(
                 f"step {record.num_steps}: {record.num_generated}/{self.budget} tokens, "

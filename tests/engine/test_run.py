@@ -11,8 +11,8 @@ def test_joined_streams_leave_the_per_step_scans(monkeypatch):
     seen = []  # (streams started so far, streams still scanned) after every step
     note_step = Run._note_step
 
-    def spy(run, num_tokens, num_streams):
-        note_step(run, num_tokens, num_streams)
+    def spy(run, fed):
+        note_step(run, fed)
         joined = [path for path in run.streams
                   if path and path[-1] < run.streams[path[:-1]].num_joined]
         assert not joined, f"joined streams {joined} are still scanned"

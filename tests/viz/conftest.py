@@ -82,10 +82,12 @@ def queued_record() -> RunRecord:
                                    [False] * 2)
     for i in range(2):
         rec.streams[(i,)] = StreamRecord((i,), token_ids=[0] * 5, forced=[True] * 2 + [False] * 3)
-    from tim.engine.record import ForkRecord
+    from tim.engine.record import ForkRecord, JoinRecord, StepRow
 
     rec.forks = [ForkRecord(3, (), ((0,), (1,)))]
-    rec.timeline = [(s, s, s, 1) for s in range(1, 15)]
+    rec.joins = [JoinRecord(7, (), (0,), 3, 1), JoinRecord(11, (), (1,), 3, 2)]
+    fed = [()] * 4 + [(0,)] * 4 + [(1,)] * 4 + [()] * 2
+    rec.timeline = [StepRow(s, ((path, 1),), s, s, s) for s, path in enumerate(fed, start=1)]
     return rec
 
 

@@ -59,7 +59,7 @@ def _run_json(parallel_path) -> dict:
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d.pop("record"), "damaged"),
     (lambda d: d.update(tim_run=99), "version 99"),
-    (lambda d: d["record"]["timeline"][3].pop(), "timeline"),
+    (lambda d: d["record"]["timeline"][3].pop("live_tokens"), r"timeline\[3\]\.live_tokens"),
     (lambda d: d["record"]["streams"][1].update(path=["x"]), r"streams\[1\]\.path"),
     (lambda d: d["record"]["streams"][1].update(path=7), "damaged"),
     (lambda d: d["record"]["streams"][1]["forced"].pop(), "forced"),

@@ -19,13 +19,14 @@ def test_figure_holds_curve_evictions_window_and_baseline(parallel_path, thread2
     assert labels[0].startswith("baseline: pruning=buffer:0")
     assert labels[1] == "live KV, pruning=buffer:0, positions=shift"
     x, y = ax.lines[1].get_data()
-    assert list(x) == [r[1] for r in view.record.timeline]
-    assert list(y) == [r[2] for r in view.record.timeline]
+    assert list(x) == [r.num_processed for r in view.record.timeline]
+    assert list(y) == [r.live_tokens for r in view.record.timeline]
     window = [line for line in ax.lines if list(line.get_ydata()) == [512, 512]]
     assert len(window) == 1
     marks = ax.collections[-1].get_offsets()
-    rows = {r[0]: r for r in view.record.timeline}
-    expected = [(rows[e.step + 1][1], rows[e.step + 1][2]) for e in view.record.evictions]
+    rows = {r.step: r for r in view.record.timeline}
+    expected = [(rows[e.step + 1].num_processed, rows[e.step + 1].live_tokens)
+                for e in view.record.evictions]
     assert [tuple(m) for m in np.asarray(marks)] == expected
     assert ax.get_ylim()[1] >= 512
 

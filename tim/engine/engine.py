@@ -220,7 +220,6 @@ class Engine:
             rows = [r for r, i in enumerate(batch.sampling) if work[i][0] is run]
             run.sample([work[batch.sampling[r]][1] for r in rows], logits[rows])
         for run in runs:
-            fed = [stream for owner, stream, _ in work if owner is run]
+            fed = [(stream, len(inp.token_ids)) for owner, stream, inp in work if owner is run]
             if fed:
-                run.finish_step(fed, sum(len(inp.token_ids) for owner, _, inp in work
-                                          if owner is run))
+                run.finish_step(fed)

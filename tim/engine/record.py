@@ -1,4 +1,5 @@
-"""The record every run keeps: per-stream tokens, evictions, live-KV timeline, counters."""
+"""The record every run keeps: per-stream tokens, forks, joins, evictions, tool calls, one
+typed row per step, counters."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 from tim.tree import TaskPath
 
-__all__ = ["StreamRecord", "EvictionRecord", "ForkRecord", "JoinRecord", "RunRecord", "RunEvent"]
+__all__ = ["StreamRecord", "EvictionRecord", "ForkRecord", "JoinRecord", "StepRow",
+           "ToolCallRecord", "RunRecord", "RunEvent"]
 
 
 @dataclass
@@ -100,6 +102,38 @@ class ForkRecord:
     children: tuple[TaskPath, ...]
 
 
+@dataclass(frozen=True)
+class StepRow:
+    """One decode step (``step`` counts from 1): who was fed and what memory held after it.
+
+    ``fed`` lists each stream fed in the step with its number of tokens (sampled, forced or
+    re-encoded); ``num_processed`` counts every token fed so far; ``live_tokens`` and
+    ``max_position`` are the distinct KV tokens the run's live views hold and their largest
+    position id, after the step's evictions.
+    """
+
+    step: int
+    fed: tuple[tuple[TaskPath, int], ...]
+    num_processed: int
+    live_tokens: int
+    max_position: int
+
+    @property
+    def num_streams(self) -> int:
+        return len(self.fed)
+
+
+@dataclass(frozen=True)
+class ToolCallRecord:
+    """Tool call ``name`` of ``stream``: made in step ``call_step`` (its parameters were
+    complete), its result fed in step ``result_step`` (None: the run ended first)."""
+
+    stream: TaskPath
+    name: str
+    call_step: int
+    result_step: int | None = None
+
+
 @dataclass
 class RunRecord:
     """What a run did; ``Result`` wraps it for users. Plain data, JSON-serialisable.
@@ -118,8 +152,8 @@ class RunRecord:
     evictions: list[EvictionRecord] = field(default_factory=list)
     forks: list[ForkRecord] = field(default_factory=list)
     joins: list[JoinRecord] = field(default_factory=list)
-    # (step, tokens processed so far, live KV tokens, streams running) after every step
-    timeline: list[tuple[int, int, int, int]] = field(default_factory=list)
+    timeline: list[StepRow] = field(default_factory=list)  # one row per step
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
     num_steps: int = 0
     num_generated: int = 0
     num_forced: int = 0
@@ -149,7 +183,13 @@ class RunRecord:
             {"step": f.step, "parent": list(f.parent), "children": [list(c) for c in f.children]}
             for f in self.forks
         ]
-        data["timeline"] = [list(t) for t in self.timeline]
+        data["timeline"] = [
+            {"step": r.step, "fed": [[list(p), n] for p, n in r.fed],
+             "num_processed": r.num_processed, "live_tokens": r.live_tokens,
+             "max_position": r.max_position}
+            for r in self.timeline
+        ]
+        data["tool_calls"] = [{**asdict(t), "stream": list(t.stream)} for t in self.tool_calls]
         return data
 
     @classmethod

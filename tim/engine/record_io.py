@@ -34,7 +34,9 @@ def record_from_json(data: Any) -> RunRecord:
         ForkRecord,
         JoinRecord,
         RunRecord,
+        StepRow,
         StreamRecord,
+        ToolCallRecord,
     )
 
     top = _Reader(data, "record")
@@ -121,20 +123,36 @@ def record_from_json(data: Any) -> RunRecord:
             seq=j.int("seq"), delta=j.int("delta", signed=True), dropped=j.bool("dropped"),
         ))
     timeline = []
-    for i, row in enumerate(top.list("timeline")):
-        if not (isinstance(row, list) and len(row) == 4 and all(_is_int(v) for v in row)):
-            raise TraceError(f"timeline[{i}]: expected 4 ints (step, processed, live, streams), "
-                             f"got {row!r}"[:200])
-        timeline.append(tuple(row))
+    for i, raw in enumerate(top.list("timeline")):
+        r = _Reader(raw, f"timeline[{i}]")
+        fed = []
+        for j, item in enumerate(r.list("fed")):
+            if not (isinstance(item, list) and len(item) == 2):
+                raise TraceError(f"timeline[{i}].fed[{j}]: expected [path, tokens], got "
+                                 f"{item!r}"[:200])
+            f = _Reader({"path": item[0], "tokens": item[1]}, f"timeline[{i}].fed[{j}]")
+            fed.append((stream_path(f, "path"), f.int("tokens")))
+        timeline.append(StepRow(step=r.int("step"), fed=tuple(fed),
+                                num_processed=r.int("num_processed"),
+                                live_tokens=r.int("live_tokens"),
+                                max_position=r.int("max_position")))
+    tool_calls = []
+    for i, raw in enumerate(top.list("tool_calls")):
+        t = _Reader(raw, f"tool_calls[{i}]")
+        result_step = t.data.get("result_step")
+        tool_calls.append(ToolCallRecord(
+            stream=stream_path(t, "stream"), name=t.str("name"), call_step=t.int("call_step"),
+            result_step=None if result_step is None else t.int("result_step")))
     for name, items in (("evictions", evictions), ("forks", forks), ("joins", joins),
-                        ("timeline", timeline)):
-        steps = [item[0] if name == "timeline" else item.step for item in items]
+                        ("timeline", timeline), ("tool_calls", tool_calls)):
+        steps = [item.call_step if name == "tool_calls" else item.step for item in items]
         if any(b < a for a, b in zip(steps, steps[1:], strict=False)):
             raise TraceError(f"{name}: steps go backwards ({steps[:8]}...)")
     record = RunRecord(
         format=top.str("format"), pruning=top.str("pruning"), positions=top.str("positions"),
         prompt_ids=top.ints("prompt_ids"), streams=streams, evictions=evictions, forks=forks,
-        joins=joins, timeline=timeline, wall_time_s=top.float("wall_time_s"),
+        joins=joins, timeline=timeline, tool_calls=tool_calls,
+        wall_time_s=top.float("wall_time_s"),
         error=top.optional_str("error"),
         **{name: top.int(name) for name in _COUNTERS},
     )

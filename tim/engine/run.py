@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import wait as wait_futures
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -19,7 +20,9 @@ from tim.engine.record import (
     JoinRecord,
     RunEvent,
     RunRecord,
+    StepRow,
     StreamRecord,
+    ToolCallRecord,
 )
 from tim.engine.runner import ModelRunner
 from tim.engine.sampler import stream_generator
@@ -93,10 +96,12 @@ class Run:
             for stream, (token, logprob) in zip(streams, picked, strict=True):
                 self._take_sampled(stream, token, logprob)
 
-    def finish_step(self, fed: list[Stream], num_tokens: int) -> None:
-        self._after_flushes(fed)
+    def finish_step(self, fed: list[tuple[Stream, int]]) -> None:
+        """After the forward: forks and joins, pruning, and the step's row in the record.
+        ``fed`` holds each stream fed this step with its number of tokens."""
+        self._after_flushes([stream for stream, _ in fed])
         self._prune()
-        self._note_step(num_tokens, len(fed))
+        self._note_step(fed)
 
     def _schedule(self) -> list[tuple[Stream, WorkerInput]]:
         """Streams with tokens to feed, and any view with a re-encode pending: a waiting
@@ -227,6 +232,9 @@ class Run:
             stream.status = StreamStatus.WAITING_TOOL
             stream.tool_offset = event.offset
             stream.tool_future = self.tools.submit(event.tool_name, event.value)
+            stream.tool_call = len(self.record.tool_calls)
+            self.record.tool_calls.append(
+                ToolCallRecord(stream.path, event.tool_name, self.record.num_steps + 1))
             self._emit("tool_called", path, {"name": event.tool_name, "parameters": event.value})
         elif kind is EventKind.DOCUMENT_CLOSED and not path:
             stream.status = StreamStatus.DONE
@@ -360,7 +368,11 @@ class Run:
                 self._finish_tool(stream, stream.tool_future.result())
 
     def _finish_tool(self, stream: Stream, outcome: ToolOutcome) -> None:
+        """The result is forced now and fed in this step (``prepare`` runs before it)."""
         stream.tool_future = None
+        calls = self.record.tool_calls
+        calls[stream.tool_call] = replace(calls[stream.tool_call],
+                                          result_step=self.record.num_steps + 1)
         self._emit("tool_returned", stream.path, outcome.result_json)
         text = self.fmt.tool_result_text(outcome.result_json)
         extra = stream.detok.text[stream.tool_offset:]  # what the '}' token carried past it
@@ -463,15 +475,16 @@ class Run:
     def _num_active(self) -> int:
         return sum(1 for s in self.streams.values() if s.is_active)
 
-    def _note_step(self, num_tokens: int, num_streams: int) -> None:
+    def _note_step(self, fed: list[tuple[Stream, int]]) -> None:
         rec = self.record
         rec.num_steps += 1
-        self.num_processed += num_tokens
-        rec.max_concurrency = max(rec.max_concurrency, num_streams)
+        self.num_processed += sum(n for _, n in fed)
+        rec.max_concurrency = max(rec.max_concurrency, len(fed))
         live, max_position = self._live_tokens()
         rec.peak_live_tokens = max(rec.peak_live_tokens, live)
         rec.max_position = max(rec.max_position, max_position)
-        rec.timeline.append((rec.num_steps, self.num_processed, live, num_streams))
+        rec.timeline.append(StepRow(rec.num_steps, tuple((s.path, n) for s, n in fed),
+                                    self.num_processed, live, max_position))
         if rec.num_generated >= self.max_new_tokens and not self.finished:
             rec.error = f"max_new_tokens={self.max_new_tokens} reached before the answer"
             self.finished = True

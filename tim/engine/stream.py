@@ -58,6 +58,7 @@ class Stream:
     anchor_requests: list[tuple[str, TaskPath]] = field(default_factory=list)
     tool_future: Any = None
     tool_offset: int = 0  # text offset just after the tool parameters' '}'
+    tool_call: int = 0  # index of its open call in the record's tool_calls
     grammar: Any = None  # StreamGrammar, or None when decoding free
 
     @property

@@ -224,7 +224,8 @@ def stress(
     def on_step(record: Any) -> None:
         if not seen:
             seen.append(record)
-        _, processed, live, _ = record.timeline[-1]
+        row = record.timeline[-1]
+        processed, live = row.num_processed, row.live_tokens
         written = len(prompt) + record.num_generated + record.num_forced
         rows.append((written, processed, live, record.max_position, time.perf_counter() - start))
         if record.max_position >= window:

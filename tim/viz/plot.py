@@ -45,9 +45,10 @@ def plot_kv_timeline(run: RunLike, path: str | os.PathLike, *, window: int | Non
     Examples
     --------
     >>> import tempfile
-    >>> from tim.engine.record import RunRecord
-    >>> rec = RunRecord("parallel", "buffer:1", "shift", [1],
-    ...                 timeline=[(1, 10, 10, 1), (2, 20, 12, 2), (3, 30, 8, 1)])
+    >>> from tim.engine.record import RunRecord, StepRow
+    >>> rec = RunRecord("parallel", "buffer:1", "shift", [1], timeline=[
+    ...     StepRow(1, (((), 10),), 10, 10, 9), StepRow(2, (((0,), 1), ((1,), 1)), 12, 12, 10),
+    ...     StepRow(3, (((), 1),), 13, 8, 7)])
     >>> with tempfile.TemporaryDirectory() as d:
     ...     plot_kv_timeline(rec, f"{d}/kv.png", window=16).stat().st_size > 1000
     True
@@ -68,7 +69,9 @@ def kv_timeline_figure(run: RunLike, *, window: int | None = None,
     Examples
     --------
     >>> from tim.engine.record import RunRecord
-    >>> rec = RunRecord("parallel", "none", "shift", [1], timeline=[(1, 10, 10, 1)])
+    >>> from tim.engine.record import StepRow
+    >>> rec = RunRecord("parallel", "none", "shift", [1],
+    ...                 timeline=[StepRow(1, (((), 10),), 10, 10, 9)])
     >>> [line.get_label() for line in kv_timeline_figure(rec).axes[0].lines]
     ['live KV, pruning=none, positions=shift']
     """
@@ -131,5 +134,5 @@ def kv_timeline_figure(run: RunLike, *, window: int | None = None,
 
 
 def _columns(timeline) -> tuple[list[int], list[int], list[int]]:
-    steps = [row[0] for row in timeline]
-    return steps, [row[1] for row in timeline], [row[2] for row in timeline]
+    return ([r.step for r in timeline], [r.num_processed for r in timeline],
+            [r.live_tokens for r in timeline])

@@ -170,10 +170,11 @@ def _timeline(view: RunView, index: dict[TaskPath, int]) -> dict[str, Any] | Non
         return None
     tl = worker_timeline(record)
     return {
-        "steps": tl.num_steps, "lanes": tl.num_lanes, "exact": tl.exact,
+        "steps": tl.num_steps, "lanes": tl.num_lanes,
         "segments": [[index.get(s.path, -1), s.start, s.end, s.lane] for s in tl.segments],
         "events": [[e.step, e.kind, index.get(e.path, -1), e.detail] for e in tl.events],
-        "kv": _downsample([list(row) for row in record.timeline], MAX_TIMELINE_POINTS),
+        "kv": _downsample([[r.step, r.num_processed, r.live_tokens, r.num_streams]
+                           for r in record.timeline], MAX_TIMELINE_POINTS),
     }
 
 

@@ -343,8 +343,8 @@ VIEWER_JS = r"""
       svg("text", {x: x(st), y: H - 6, "text-anchor": k === 0 ? "start" : (k === 5 ? "end" : "middle")}, root).textContent = "step " + st;
     }
     timePane.appendChild(el("p", "note", "Bars: when each task's stream ran, on a worker. Dashed purple: fork; " +
-      "dotted green: join; blue diamond: tool call; red triangle: eviction. Rebuilt from the record's fork " +
-      "and eviction steps and token counts (" + (tl.exact ? "matches" : "approximates") + " the recorded concurrency)."));
+      "dotted green: join; blue diamond: tool call; red triangle: eviction. Read from the record: the " +
+      "streams fed in each step, and the steps of its forks, joins, tool calls and evictions."));
   }
   drawTimeline();
   select(-1, false);
