@@ -19,7 +19,10 @@ RUN_FILE_VERSION = 2  # 2: joins, eviction ranges, fed counts and seq
 
 @dataclass(frozen=True)
 class Stats:
-    """Counters of one run. ``tokens_per_s`` counts generated (sampled) tokens."""
+    """Counters of one run, read from its :class:`RunRecord` (their one owner) by :meth:`of`.
+
+    ``tokens_per_s`` counts generated (sampled) tokens.
+    """
 
     tokens_generated: int
     tokens_prefilled: int
@@ -36,6 +39,7 @@ class Stats:
 
     @classmethod
     def of(cls, record: RunRecord) -> Stats:
+        """The record's counters under their user-facing names."""
         return cls(
             tokens_generated=record.num_generated,
             tokens_prefilled=record.num_prefilled,
@@ -95,6 +99,7 @@ class Result:
     tree : TaskTree or None
         The task tree (None when the output never became a whole tree).
     stats : Stats
+        The run's counters, read from ``record``.
     record : RunRecord
         Per-stream tokens, positions, log-probabilities, forks, evictions, timeline.
     error : str or None
@@ -103,10 +108,13 @@ class Result:
 
     answer: str | None
     tree: TaskTree | None
-    stats: Stats
     record: RunRecord
     question: str = ""
     model: str = ""
+
+    @property
+    def stats(self) -> Stats:
+        return Stats.of(self.record)
 
     @property
     def error(self) -> str | None:
@@ -119,7 +127,7 @@ class Result:
     @classmethod
     def of(cls, record: RunRecord, *, question: str = "", model: str = "") -> Result:
         tree = tree_of_record(record)
-        return cls(tree.answer if tree else None, tree, Stats.of(record), record, question, model)
+        return cls(tree.answer if tree else None, tree, record, question, model)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -153,6 +161,10 @@ class Result:
         try:
             tree = TaskTree.from_json(data["tree"]) if data["tree"] is not None else None
             stats = Stats(**data["stats"])
-            return cls(data["answer"], tree, stats, record, data["question"], data["model"])
+            result = cls(data["answer"], tree, record, data["question"], data["model"])
         except (KeyError, TypeError, ValueError, FormatError) as exc:
             raise TraceError(f"run file {str(path)!r} is damaged: {exc!r}") from exc
+        if stats != result.stats:  # the file's copy, written for readers of the JSON
+            raise TraceError(f"run file {str(path)!r} is damaged: its stats {stats} disagree "
+                             f"with its record's {result.stats}")
+        return result

@@ -76,6 +76,7 @@ def _run_json(parallel_path) -> dict:
     (lambda d: d["record"]["streams"].append("stream"), "damaged"),
     (lambda d: d["tree"]["reasoning"][0].update(thought=5), "damaged"),
     (lambda d: d["stats"].update(bogus=1), "damaged"),
+    (lambda d: d["stats"].update(num_steps=d["stats"]["num_steps"] + 1), "disagree"),
 ])
 def test_hand_edited_run_file_raises_trace_error(tmp_path, parallel_path, edit, message):
     data = _run_json(parallel_path)
