@@ -28,16 +28,14 @@ several times faster (a 2-thread OpenMP region waits for its descheduled second 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
+from machine import loadavg, machine, machine_line  # the script's folder
 from torch import nn
 from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
 
@@ -77,25 +75,7 @@ FULL = Sizes(flat_prompt=64, flat_tokens=20, rounds=3, shared_prompt=1000, child
 QUICK = Sizes(flat_prompt=32, flat_tokens=6, rounds=2, shared_prompt=128, child_thought=1)
 
 
-# ---------------------------------------------------------------------- machine and model
-def machine(threads: int) -> dict:
-    cpu = "unknown"
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": threads,
-            "python": platform.python_version(), "date": datetime.date.today().isoformat(),
-            "loadavg_at_start": loadavg()}
-
-
-def loadavg() -> str:
-    if not os.path.exists("/proc/loadavg"):
-        return "?"
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
+# ---------------------------------------------------------------------- model
 def build_model(name: str) -> LoadedModel:
     lm = tiny_model(**MODELS[name], max_position_embeddings=4096)
     lm.model.tie_weights()  # both real models tie; tiny_model leaves them untied
@@ -440,14 +420,6 @@ def bench_overhead(flat: dict, siblings: dict) -> dict:
 
 
 # ---------------------------------------------------------------------- report
-def machine_line(info: dict) -> str:
-    """The first line of a report: CPU, torch, threads, date and load average."""
-    return (f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} "
-            f"({info['threads']} threads), Python {info['python']}, {info['date']}; load "
-            f"average {info['loadavg_at_start']} at start, {info.get('loadavg_at_end', '?')} "
-            f"at end")
-
-
 def tables(info: dict, results: dict) -> str:
     shown = ("wall", "cpu") if info["threads"] == 1 else ("wall",)  # CPU time: one thread only
     out = [machine_line(info), "", "Flat decode, batch 1: tokens/s from the median step, and % of the roofline "

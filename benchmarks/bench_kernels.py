@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from machine import loadavg, machine  # the script's folder
 
 from tim.kernels import (
     AttentionParams,
@@ -38,18 +37,6 @@ from tim.kernels import (
 from tim.kernels.paged import gather_kv, store_kv
 
 H, HKV, D = 16, 4, 128
-
-
-def machine() -> dict:
-    model = "unknown"
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f
-                          if line.startswith("model name")), model)
-    load = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else []
-    return {"cpu": model, "cores": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "python": platform.python_version(),
-            "loadavg_at_start": " ".join(load)}
 
 
 def timed_pair(tim_fn: Callable, base_fn: Callable, reps: int) -> dict:
@@ -219,8 +206,7 @@ def main() -> None:
     info = machine()
     rows = [bench_cascade(8, reps), bench_cascade(32, reps),
             bench_varlen("prefill", reps), bench_varlen("decode", reps), *bench_rope(reps)]
-    if os.path.exists("/proc/loadavg"):
-        info["loadavg_at_end"] = " ".join(open("/proc/loadavg").read().split()[:3])
+    info["loadavg_at_end"] = loadavg()
     print(table(info, rows))
     if args.json:
         with open(args.json, "w") as f:

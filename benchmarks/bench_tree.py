@@ -46,7 +46,8 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-from bench_engine import MODELS, Stamps, loadavg, machine, machine_line  # the script's folder
+from bench_engine import MODELS, Stamps  # the script's folder
+from machine import loadavg, machine, machine_line
 from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList, StoppingCriteriaList
 
 from tim.engine.batch import WorkerInput, build_batch
