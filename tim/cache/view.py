@@ -117,6 +117,16 @@ class View:
             offset += len(span)
         return runs
 
+    def index_of(self, source: Hashable, index: int) -> int | None:
+        """View index of ``source``'s token ``index`` (see ``Span.source``); None when the
+        view does not hold it (never appended here, or evicted)."""
+        offset = 0
+        for span in self._spans:
+            if span.source == source and 0 <= index - span.source_start < len(span):
+                return offset + index - span.source_start
+            offset += len(span)
+        return None
+
     def locate(self, index: int) -> TokenLocation:
         """Span and offset of view token ``index`` (``0 <= index < num_tokens``)."""
         if index >= 0:

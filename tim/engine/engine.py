@@ -9,12 +9,12 @@ from dataclasses import replace
 from typing import Any
 
 from tim.cache import CacheConfig, KVStore, num_pages_for_tokens
-from tim.engine.batch import build_batch
 from tim.engine.choosers import Chooser, SamplingChooser
 from tim.engine.config import EngineConfig
 from tim.engine.constraint import GrammarSet
+from tim.engine.executor import Executor, PagedExecutor
 from tim.engine.record import RunEvent, RunRecord
-from tim.engine.run import Run, check_no_leak
+from tim.engine.run import Run
 from tim.engine.runner import ModelRunner
 from tim.engine.sampler import SamplingParams
 from tim.kernels.backends import get_backend
@@ -91,6 +91,13 @@ class Engine:
         )
         return ModelRunner(self.model, store, backend=self.backend)
 
+    def new_executor(self) -> PagedExecutor:
+        """The local executor over a fresh runner and KV store."""
+        spec = self.spec
+        windowed = any(spec.layer_sliding_window(i) for i in range(spec.num_layers))
+        return PagedExecutor(self.new_runner(), cascade=self.config.cascade and not windowed,
+                             min_prefix_len=self.config.cascade_min_prefix)
+
     def cancel(self) -> None:
         """Cancel the run in progress or, when none is, the next one; safe from any thread.
 
@@ -140,17 +147,19 @@ class Engine:
         """
         start = time.perf_counter()
         try:
+            executor = self.new_executor()
             run = Run(self, list(prompt_ids),
                       chooser or SamplingChooser(sampling or SamplingParams()),
-                      constrained=chooser is None, on_event=on_event,
+                      constrained=chooser is None, on_event=on_event, executor=executor,
                       max_new_tokens=max_new_tokens)
             try:
                 while not run.finished and not self._take_cancel([run.record]):
-                    self._step([run], run.runner)
+                    self.step([run], executor)
                     if on_step is not None:
                         on_step(run.record)
             finally:
-                run.close()
+                run.drop_views()
+                executor.close()  # no page leaks, whatever happened
                 run.record.wall_time_s = time.perf_counter() - start
         finally:
             self._cancelled.clear()  # this run took any cancel made before it ended
@@ -174,10 +183,10 @@ class Engine:
         sampling = sampling or SamplingParams()
         start = time.perf_counter()
         try:
-            runner = self.new_runner()
+            executor = self.new_executor()
             runs = [
                 Run(self, list(p), SamplingChooser(replace(sampling, seed=sampling.seed + i)),
-                     constrained=True, on_event=None, runner=runner,
+                     constrained=True, on_event=None, executor=executor,
                      max_new_tokens=max_new_tokens)
                 for i, p in enumerate(prompts)
             ]
@@ -186,40 +195,30 @@ class Engine:
                     running = [run for run in runs if not run.finished]
                     if not running or self._take_cancel([run.record for run in running]):
                         break
-                    self._step(running, runner)
+                    self.step(running, executor)
                     if on_step is not None:
                         on_step([run.record for run in runs])
             finally:
                 for run in runs:
                     run.drop_views()
                     run.record.wall_time_s = time.perf_counter() - start
-                check_no_leak(runner.store)
+                executor.close()
         finally:
             self._cancelled.clear()  # these runs took any cancel made before they ended
         return [run.record for run in runs]
 
-    def _step(self, runs: list[Run], runner: ModelRunner) -> None:
-        """One decode step for every request in ``runs``: one packed forward for all of them.
-
-        schedule -> run -> sample -> parse and handle events -> join/fork -> prune -> record.
-        """
-        work = [(run, stream, inp) for run in runs for stream, inp in run.prepare()]
-        busy = {id(run) for run, _, _ in work}
-        for run in runs:  # a request with nothing to feed: waiting on a tool, or stalled
-            if id(run) not in busy:
-                run.stop_if_stalled()
-        if not work:
-            waiting = [run for run in runs if run.has_pending_tools()]
-            if waiting:
-                waiting[0]._wait_or_stop()
-            return
-        batch = build_batch([inp for _, _, inp in work], cascade=runs[0].cascade,
-                            min_prefix_len=self.config.cascade_min_prefix)
-        logits = runner.run(batch)  # (B_logits, V)
-        for run in runs:
-            rows = [r for r, i in enumerate(batch.sampling) if work[i][0] is run]
-            run.sample([work[batch.sampling[r]][1] for r in rows], logits[rows])
-        for run in runs:
-            fed = [(stream, len(inp.token_ids)) for owner, stream, inp in work if owner is run]
-            if fed:
-                run.finish_step(fed)
+    def step(self, runs: list[Run], executor: Executor) -> None:
+        """One decode step for every request in ``runs``, in one forward:
+        schedule -> execute -> postprocess (sample, parse, fork/join, prune, record)."""
+        work = [(run, stream, feed) for run in runs for stream, feed in run.prepare()]
+        waited = bool(work)  # with nothing to feed anywhere, wait for one tool result
+        for run in runs:  # a request with nothing to feed waits for a tool, or has stalled
+            if not any(owner is run for owner, _, _ in work):
+                waited = run.wait_or_stop(block=not waited) or waited
+        if work:
+            out = executor.step([feed for _, _, feed in work])
+            rows = iter(out.logits)
+            for run in runs:
+                mine = [(stream, feed, placed) for (owner, stream, feed), placed
+                        in zip(work, out.positions, strict=True) if owner is run]
+                run.postprocess(mine, rows)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED
 from concurrent.futures import wait as wait_futures
 from dataclasses import replace
@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tim.cache import KVStore
-from tim.engine.batch import WorkerInput
 from tim.engine.choosers import Chooser
 from tim.engine.detok import Detokenizer
+from tim.engine.executor import Executor, Feed
 from tim.engine.record import (
     EvictionRecord,
     ForkRecord,
@@ -24,10 +23,8 @@ from tim.engine.record import (
     StreamRecord,
     ToolCallRecord,
 )
-from tim.engine.runner import ModelRunner
 from tim.engine.sampler import stream_generator
 from tim.engine.stream import ListAnchors, Stream, StreamStatus
-from tim.errors import TimError
 from tim.pruning import PruneTracker
 from tim.pruning.state import PruneStatus
 from tim.tools import ToolExecutor, ToolOutcome
@@ -36,7 +33,7 @@ from tim.tree import EventKind, TaskPath
 if TYPE_CHECKING:
     from tim.engine.engine import Engine
 
-__all__ = ["Run", "check_no_leak"]
+__all__ = ["Run"]
 
 PROMPT = "prompt"  # the source of the prompt's tokens in the store (streams are paths)
 
@@ -46,17 +43,13 @@ class Run:
 
     def __init__(self, engine: Engine, prompt_ids: list[int], chooser: Chooser,
                  *, constrained: bool, on_event: Callable[[RunEvent], None] | None,
-                 runner: ModelRunner | None = None, max_new_tokens: int | None = None) -> None:
+                 executor: Executor, max_new_tokens: int | None = None) -> None:
         cfg = engine.config
         self.max_new_tokens = max_new_tokens or cfg.max_new_tokens
         self.on_event = on_event
         self.grammars = engine.grammars if constrained else None  # replays follow their record
         self.engine, self.cfg, self.fmt, self.chooser = engine, cfg, engine.format, chooser
-        spec = engine.spec
-        self.runner = runner or engine.new_runner()  # shared when requests decode together
-        self.store = self.runner.store
-        windowed = any(spec.layer_sliding_window(i) for i in range(spec.num_layers))
-        self.cascade = cfg.cascade and not windowed  # a window needs each whole view
+        self.executor = executor  # shared when requests decode together
         self.tracker = PruneTracker(cfg.rule)
         self.record = RunRecord(cfg.format, cfg.pruning_name, cfg.positions, prompt_ids)
         # streams not yet joined or dropped (the record keeps every stream): per-step scans
@@ -74,20 +67,30 @@ class Run:
         self.num_changes = 0  # structural changes so far: the record's ``seq`` counter
         if not prompt_ids:
             raise ValueError("prompt_ids is empty: a run needs at least one prompt token")
-        root = self._new_stream((), view=self.store.new_view())
-        self.store.append(root.view, range(len(prompt_ids)), token_ids=prompt_ids, label="prompt",
-                          source=(PROMPT, 0))
-        self.store.seal(root.view)
+        root = self._new_stream((), view=executor.open(prompt_ids, writer=PROMPT))
         root.num_recompute = len(prompt_ids)  # the prompt is "re-encoded" from nothing
         self.record.num_prefilled += len(prompt_ids)
         self.tracker.add_view(root.view.view_id)
 
     # ------------------------------------------------------------------ one step
-    def prepare(self) -> list[tuple[Stream, WorkerInput]]:
+    def prepare(self) -> list[tuple[Stream, Feed]]:
         """Tool results in, waiting children started; the streams to feed this step."""
         self._collect_tools()
         self._start_waiting_children()
         return self._schedule()
+
+    def postprocess(self, fed: list[tuple[Stream, Feed, list[int]]],
+                    logits_rows: Iterator[torch.Tensor]) -> None:
+        """After the forward: record where the executor placed each stream's tokens, sample
+        the streams that asked for logits (their rows come next in ``logits_rows``), then
+        forks, joins, pruning and the step's row."""
+        for stream, _, placed in fed:
+            stream.record.position_ids.extend(placed)
+        sampling = [stream for stream, feed, _ in fed if feed.wants_logits]
+        if sampling:
+            self.sample(sampling, torch.stack([next(logits_rows) for _ in sampling]))
+        self.finish_step([(stream, len(feed.token_ids) + feed.num_recompute)
+                          for stream, feed, _ in fed])
 
     def sample(self, streams: list[Stream], logits: torch.Tensor) -> None:
         """Pick each stream's next token from its row of ``logits`` (B, V)."""
@@ -103,7 +106,7 @@ class Run:
         self._prune()
         self._note_step(fed)
 
-    def _schedule(self) -> list[tuple[Stream, WorkerInput]]:
+    def _schedule(self) -> list[tuple[Stream, Feed]]:
         """Streams with tokens to feed, and any view with a re-encode pending: a waiting
         parent's or a finished child's too, so that no fork or join ever sees stale keys."""
         scheduled = []
@@ -115,46 +118,37 @@ class Run:
                 scheduled.append((stream, self._feed(stream)))
         return scheduled
 
-    def _feed(self, stream: Stream) -> WorkerInput:
-        """Append the stream's queued tokens to its view; return the step's input."""
-        view = stream.view
+    def _feed(self, stream: Stream) -> Feed:
+        """What the stream feeds this step: its next queued tokens (a prefill chunk at most)
+        after any pending re-encode; list anchors named by the tokens they fall on."""
         feeding = stream.status in (StreamStatus.RUNNING, StreamStatus.FLUSHING)
         take = stream.queue[: self.cfg.prefill_chunk] if feeding else []
         del stream.queue[: len(take)]
-        closes_list = any(kind == "close" for kind, _ in stream.anchor_requests)
-        if closes_list and take:
-            self.store.seal(view)  # the ']' token starts a fresh span: the list ends before it
-        first_new = view.num_tokens
-        if take:
-            start = view.next_position
-            positions = range(start, start + len(take))
-            self.store.append(view, positions, token_ids=take, label="stream",
-                              source=(stream.path, stream.num_fed))
-            stream.record.position_ids.extend(positions)
-            stream.num_fed += len(take)
+        first = stream.num_fed
         for kind, path in stream.anchor_requests:
             anchors = self.anchors[self.list_ids[path]]
-            if kind == "open":
-                self.store.seal(view)
-                anchors.before = view.spans[-1]
-            elif take:
-                anchors.after = view.spans[view.locate(first_new).span_index]
+            if kind == "open":  # the list starts after the view's last token, once fed
+                anchors.before = (stream.path, first + len(take) - 1) if take else \
+                    self._last_token(stream.view)
+            elif take:  # it ends before the first token of this feed (the one with ']')
+                anchors.after = (stream.path, first)
                 self.tracker.close_list(self.list_ids[path])
                 self.prune_due = True
         stream.anchor_requests = [r for r in stream.anchor_requests if r[0] == "close" and not take]
-        n = len(take) + stream.num_recompute
+        stream.num_fed += len(take)
         if stream.record.token_ids:  # (the root's first feed is the prompt, not a re-encode)
             self.record.num_reencoded += stream.num_recompute
-        stream.num_recompute = 0
         if len(take) > 1:
             self.record.num_prefilled += len(take) - 1
-        wants_logits = stream.status is StreamStatus.RUNNING and not stream.queue
-        return WorkerInput(
-            view=view,
-            token_ids=tuple(view.token_ids()[-n:].tolist()),
-            position_ids=tuple(view.position_ids()[-n:].tolist()),
-            wants_logits=wants_logits,
-        )
+        feed = Feed(stream.view, stream.path, first, tuple(take), stream.num_recompute,
+                    wants_logits=stream.status is StreamStatus.RUNNING and not stream.queue)
+        stream.num_recompute = 0
+        return feed
+
+    def _last_token(self, view) -> tuple:
+        n = self.executor.num_tokens(view)
+        ((writer, _, end),) = self.executor.sources(view, n - 1, n)
+        return writer, end - 1
 
     # ------------------------------------------------------------------ tokens -> events
     def _masks(self, streams: list[Stream]) -> torch.Tensor | None:
@@ -298,8 +292,8 @@ class Run:
             if parent.num_recompute:
                 continue
             self.waiting.remove(child)
-            child.view = self.store.fork(parent.view)
-            child.record.parent_tokens = parent.view.num_tokens
+            child.view = self.executor.fork(parent.view)
+            child.record.parent_tokens = self.executor.num_tokens(parent.view)
             child.record.parent_fed = parent.num_fed
             child.record.start_seq = self._next_seq()
             self.tracker.fork(parent.view.view_id, child.view.view_id)
@@ -317,7 +311,7 @@ class Run:
             elif child.status is StreamStatus.FAILED:
                 self.tracker.drop_view(child.view.view_id)
                 self.prune_due = True
-                self.store.drop(child.view)
+                self.executor.drop(child.view)
                 self.record.joins.append(JoinRecord(
                     self.record.num_steps, parent.path, child.path, parent.num_fed,
                     self._next_seq(), dropped=True))
@@ -338,21 +332,13 @@ class Run:
         self._force(parent, join_text[len(extra):])
 
     def _join(self, parent: Stream, child: Stream) -> None:
-        view = parent.view
-        old_len, next_position = view.num_tokens, view.next_position
-        first_own = child.record.parent_tokens
-        child_first_position = int(child.view.position_ids()[first_own]) if len(child.view) > first_own else next_position
         self._emit("join", child.path)
-        self.tracker.join(child.view.view_id, view.view_id)
+        self.tracker.join(child.view.view_id, parent.view.view_id)
         self.prune_due = True
-        self.store.join(view, child.view)
-        delta = next_position - child_first_position
-        if delta and view.num_tokens > old_len:
-            # siblings decoded concurrently start at the same position: lay them end to end
-            self.store.shift(view, old_len, delta)
+        delta = self.executor.join(parent.view, child.view, first_own=child.record.parent_tokens)
         self.record.joins.append(JoinRecord(
             self.record.num_steps, parent.path, child.path, parent.num_fed, self._next_seq(),
-            delta=delta if view.num_tokens > old_len else 0))
+            delta=delta))
 
     def _finish_failed_task(self, path: TaskPath) -> None:
         try:
@@ -382,24 +368,21 @@ class Run:
             return
         self._force(stream, text[len(extra):])
 
-    def has_pending_tools(self) -> bool:
-        return any(s.status is StreamStatus.WAITING_TOOL for s in self.streams.values())
-
-    def stop_if_stalled(self) -> None:
-        if not self.finished and not self.has_pending_tools():
-            self._wait_or_stop()
-
-    def _wait_or_stop(self) -> None:
-        """Nothing to feed: wait for a tool (the executor always resolves, timeouts included),
-        or stop a run that can make no progress."""
+    def wait_or_stop(self, *, block: bool) -> bool:
+        """Nothing of this run was fed: wait for a tool result when ``block`` (the executor
+        always resolves calls, timeouts included), or stop a run that cannot go on. True
+        when it waited."""
+        if self.finished:
+            return False
         pending = [s.tool_future for s in self.streams.values()
                    if s.status is StreamStatus.WAITING_TOOL]
-        if pending:
-            wait_futures(pending, return_when=FIRST_COMPLETED)
-            return
-        if not self.finished:
+        if not pending:
             self.record.error = self.record.error or "the run stalled: no stream can make progress"
             self.finished = True
+            return False
+        if block:
+            wait_futures(pending, return_when=FIRST_COMPLETED)
+        return block
 
     # ------------------------------------------------------------------ pruning
     def _prune(self) -> None:
@@ -417,15 +400,18 @@ class Run:
         anchors, view = self.anchors[list_id], stream.view
         if anchors.before is None or anchors.after is None:
             return
-        start = view.span_start(anchors.before) + len(anchors.before)
-        end = view.span_start(anchors.after)
+        before = self.executor.index_of(view, *anchors.before)
+        after = self.executor.index_of(view, *anchors.after)
+        assert before is not None and after is not None, "a list's anchors left its view"
+        start, end = before + 1, after
         if end <= start:
             return
-        ranges = view.sources(start, end)
+        ranges = self.executor.sources(view, start, end)
         assert all(writer != PROMPT for writer, _, _ in ranges), "a rule evicted the prompt"
-        result = self.store.evict(view, start, end)
+        result = self.executor.evict(view, start, end)
         if result.reencode is not None:
-            stream.num_recompute = max(stream.num_recompute, view.num_tokens - start)
+            stream.num_recompute = max(stream.num_recompute,
+                                       self.executor.num_tokens(view) - start)
         self.record.num_evicted += result.num_evicted
         self._emit("pruned", stream.path, {"list_owner": self.owner_of_list[list_id],
                                            "num_tokens": result.num_evicted})
@@ -491,29 +477,12 @@ class Run:
 
     def _live_tokens(self) -> tuple[int, int]:
         """(distinct KV tokens this run's live views hold, their largest position id)."""
-        spans, max_position = {}, 0
-        for stream in self.streams.values():
-            view = stream.view
-            if view is not None and view.is_alive:
-                spans.update((id(span), len(span)) for span in view.spans)
-                max_position = max(max_position, view.max_position or 0)
-        return sum(spans.values()), max_position
+        return self.executor.live([s.view for s in self.streams.values()
+                                   if s.view is not None and s.view.is_alive])
 
     def drop_views(self) -> None:
         """Free every view this run holds."""
         self.tools.shutdown()
         for stream in self.streams.values():
             if stream.view is not None and stream.view.is_alive:
-                self.store.drop(stream.view)
-
-    def close(self) -> None:
-        """Free every view and check the store: no page leaks, whatever happened."""
-        self.drop_views()
-        check_no_leak(self.store)
-
-
-def check_no_leak(store: KVStore) -> None:
-    """Every page back in the pool, every invariant intact; raise otherwise."""
-    store.check_integrity()
-    if store.views or store.pool.num_free_pages != store.pool.num_pages:
-        raise TimError("page leak: pages still in use after every view was dropped")
+                self.executor.drop(stream.view)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from tim.cache import Span, View
+from tim.cache import View
 from tim.engine.detok import Detokenizer
 from tim.engine.record import StreamRecord
 from tim.tree import TaskPath
@@ -26,16 +26,20 @@ class StreamStatus(Enum):
     FAILED = "failed"
 
 
+TokenId = tuple[Any, int]  # (writer stream path, index in its tokens): stable under evictions
+
+
 @dataclass
 class ListAnchors:
-    """The spans just before and just after a subtask list's inner tokens.
+    """The tokens just before and just after a subtask list's inner tokens.
 
     The tokens holding ``[`` and ``]`` are kept (they may carry other text); what lies
-    strictly between the two anchor spans is the prunable list.
+    strictly between the two is the prunable list. Anchors name tokens by writer and index,
+    so evictions elsewhere in the view never move them.
     """
 
-    before: Span | None = None
-    after: Span | None = None
+    before: TokenId | None = None
+    after: TokenId | None = None
 
 
 @dataclass
