@@ -13,6 +13,7 @@ import torch
 from tim.engine.choosers import Chooser
 from tim.engine.detok import Detokenizer
 from tim.engine.executor import Executor, Feed
+from tim.engine.pruner import Pruner
 from tim.engine.record import (
     EvictionRecord,
     ForkRecord,
@@ -24,9 +25,7 @@ from tim.engine.record import (
     ToolCallRecord,
 )
 from tim.engine.sampler import stream_generator
-from tim.engine.stream import ListAnchors, Stream, StreamStatus
-from tim.pruning import PruneTracker
-from tim.pruning.state import PruneStatus
+from tim.engine.stream import Stream, StreamStatus
 from tim.tools import ToolExecutor, ToolOutcome
 from tim.tree import EventKind, TaskPath
 
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Run"]
 
-PROMPT = "prompt"  # the source of the prompt's tokens in the store (streams are paths)
+PROMPT = "prompt"  # the writer of the prompt's tokens (streams write under their paths)
 
 
 class Run:
@@ -50,19 +49,14 @@ class Run:
         self.grammars = engine.grammars if constrained else None  # replays follow their record
         self.engine, self.cfg, self.fmt, self.chooser = engine, cfg, engine.format, chooser
         self.executor = executor  # shared when requests decode together
-        self.tracker = PruneTracker(cfg.rule)
+        self.pruner = Pruner(cfg.rule, executor)
         self.record = RunRecord(cfg.format, cfg.pruning_name, cfg.positions, prompt_ids)
         # streams not yet joined or dropped (the record keeps every stream): per-step scans
         # stay as short as the open frontier of the tree, however many tasks have finished
         self.streams: dict[TaskPath, Stream] = {}
         self.waiting: list[Stream] = []  # queued children, newest fork first
-        self.task_ids: dict[TaskPath, int] = {}
-        self.list_ids: dict[TaskPath, int] = {}
-        self.anchors: dict[int, ListAnchors] = {}  # list id -> anchor spans
-        self.owner_of_list: dict[int, TaskPath] = {}
         self.tools = ToolExecutor(engine.tools, timeout_s=engine.tool_timeout_s)
         self.finished = False
-        self.prune_due = False
         self.num_processed = 0
         self.num_changes = 0  # structural changes so far: the record's ``seq`` counter
         if not prompt_ids:
@@ -70,7 +64,7 @@ class Run:
         root = self._new_stream((), view=executor.open(prompt_ids, writer=PROMPT))
         root.num_recompute = len(prompt_ids)  # the prompt is "re-encoded" from nothing
         self.record.num_prefilled += len(prompt_ids)
-        self.tracker.add_view(root.view.view_id)
+        self.pruner.add_view(root.view.view_id)
 
     # ------------------------------------------------------------------ one step
     def prepare(self) -> list[tuple[Stream, Feed]]:
@@ -125,16 +119,7 @@ class Run:
         take = stream.queue[: self.cfg.prefill_chunk] if feeding else []
         del stream.queue[: len(take)]
         first = stream.num_fed
-        for kind, path in stream.anchor_requests:
-            anchors = self.anchors[self.list_ids[path]]
-            if kind == "open":  # the list starts after the view's last token, once fed
-                anchors.before = (stream.path, first + len(take) - 1) if take else \
-                    self._last_token(stream.view)
-            elif take:  # it ends before the first token of this feed (the one with ']')
-                anchors.after = (stream.path, first)
-                self.tracker.close_list(self.list_ids[path])
-                self.prune_due = True
-        stream.anchor_requests = [r for r in stream.anchor_requests if r[0] == "close" and not take]
+        self.pruner.on_feed(stream.path, stream.view, first, len(take))
         stream.num_fed += len(take)
         if stream.record.token_ids:  # (the root's first feed is the prompt, not a re-encode)
             self.record.num_reencoded += stream.num_recompute
@@ -144,11 +129,6 @@ class Run:
                     wants_logits=stream.status is StreamStatus.RUNNING and not stream.queue)
         stream.num_recompute = 0
         return feed
-
-    def _last_token(self, view) -> tuple:
-        n = self.executor.num_tokens(view)
-        ((writer, _, end),) = self.executor.sources(view, n - 1, n)
-        return writer, end - 1
 
     # ------------------------------------------------------------------ tokens -> events
     def _masks(self, streams: list[Stream]) -> torch.Tensor | None:
@@ -198,27 +178,23 @@ class Run:
     def _handle(self, stream: Stream, event) -> None:
         kind, path = event.kind, event.path
         if kind is EventKind.TASK_OPENED:
-            parent_list = self.list_ids.get(path[:-1]) if len(path) > 1 else None
-            self.task_ids[path] = self.tracker.open_task(parent_list=parent_list)
+            self.pruner.open_task(path)
             self._emit("task_opened", path)
         elif kind is EventKind.SUBTASKS_OPENED and path:
-            list_id = self.tracker.open_list(self.task_ids[path], view=stream.view.view_id)
-            self.list_ids[path] = list_id
-            self.anchors[list_id] = ListAnchors()
-            self.owner_of_list[list_id] = path
+            self.pruner.open_list(path, stream.view.view_id)
             if not self.fmt.forks:
-                stream.anchor_requests.append(("open", path))
+                self.pruner.mark_open(stream.path, path)
         elif kind is EventKind.PLAN_ITEM:
             stream.plan.append(event.value)
         elif kind is EventKind.SUBTASKS_CLOSED and self.fmt.forks and path == stream.path:
             stream.fork_offset = event.offset
             stream.status = StreamStatus.FLUSHING
             if path:
-                stream.anchor_requests.append(("open", path))
+                self.pruner.mark_open(stream.path, path)
         elif kind is EventKind.SUBTASKS_CLOSED and path:
-            stream.anchor_requests.append(("close", path))
+            self.pruner.mark_close(stream.path, path)
         elif kind is EventKind.TASK_CLOSED:
-            self.tracker.finish_task(self.task_ids[path])
+            self.pruner.finish_task(path)
             self._emit("task_closed", path)
             if self.fmt.forks and path == stream.path:
                 stream.status = StreamStatus.FLUSHING
@@ -296,7 +272,7 @@ class Run:
             child.record.parent_tokens = self.executor.num_tokens(parent.view)
             child.record.parent_fed = parent.num_fed
             child.record.start_seq = self._next_seq()
-            self.tracker.fork(parent.view.view_id, child.view.view_id)
+            self.pruner.fork(parent.view.view_id, child.view.view_id)
             child.status = StreamStatus.RUNNING
             self._force(child, self.fmt.child_header(child.title))
 
@@ -309,14 +285,12 @@ class Run:
             if child.status is StreamStatus.DONE:
                 self._join(parent, child)
             elif child.status is StreamStatus.FAILED:
-                self.tracker.drop_view(child.view.view_id)
-                self.prune_due = True
+                self.pruner.drop_view(child.view.view_id)
                 self.executor.drop(child.view)
                 self.record.joins.append(JoinRecord(
                     self.record.num_steps, parent.path, child.path, parent.num_fed,
                     self._next_seq(), dropped=True))
-                if child.path in self.task_ids:
-                    self._finish_failed_task(child.path)
+                self.pruner.fail_task(child.path)
             else:
                 return
             del self.streams[child.path]
@@ -328,24 +302,16 @@ class Run:
             return
         parent.status = StreamStatus.RUNNING
         if parent.path:
-            parent.anchor_requests.append(("close", parent.path))
+            self.pruner.mark_close(parent.path, parent.path)
         self._force(parent, join_text[len(extra):])
 
     def _join(self, parent: Stream, child: Stream) -> None:
         self._emit("join", child.path)
-        self.tracker.join(child.view.view_id, parent.view.view_id)
-        self.prune_due = True
+        self.pruner.join(child.view.view_id, parent.view.view_id)
         delta = self.executor.join(parent.view, child.view, first_own=child.record.parent_tokens)
         self.record.joins.append(JoinRecord(
             self.record.num_steps, parent.path, child.path, parent.num_fed, self._next_seq(),
             delta=delta))
-
-    def _finish_failed_task(self, path: TaskPath) -> None:
-        try:
-            self.tracker.finish_task(self.task_ids[path], PruneStatus.FAILED)
-            self.prune_due = True  # a failed task's open list completes with it
-        except ValueError:
-            pass  # already finished, or items of its list still run: they fail on their own
 
     # ------------------------------------------------------------------ tools
     def _collect_tools(self) -> None:
@@ -386,55 +352,22 @@ class Run:
 
     # ------------------------------------------------------------------ pruning
     def _prune(self) -> None:
-        """Run the rule when the tree changed in a way it can see (a list completed, or a
-        view joined or dropped, which may release deferred lists)."""
-        if not self.prune_due:
-            return
-        self.prune_due = False
-        for plan in self.tracker.prune():
-            stream = self._stream_of_view(plan.view)
-            for list_id in plan.now:
-                self._evict_list(stream, list_id)
-
-    def _evict_list(self, stream: Stream, list_id: int) -> None:
-        anchors, view = self.anchors[list_id], stream.view
-        if anchors.before is None or anchors.after is None:
-            return
-        before = self.executor.index_of(view, *anchors.before)
-        after = self.executor.index_of(view, *anchors.after)
-        assert before is not None and after is not None, "a list's anchors left its view"
-        start, end = before + 1, after
-        if end <= start:
-            return
-        ranges = self.executor.sources(view, start, end)
-        assert all(writer != PROMPT for writer, _, _ in ranges), "a rule evicted the prompt"
-        result = self.executor.evict(view, start, end)
-        if result.reencode is not None:
-            stream.num_recompute = max(stream.num_recompute,
-                                       self.executor.num_tokens(view) - start)
-        self.record.num_evicted += result.num_evicted
-        self._emit("pruned", stream.path, {"list_owner": self.owner_of_list[list_id],
-                                           "num_tokens": result.num_evicted})
-        self.record.evictions.append(
-            EvictionRecord(
-                step=self.record.num_steps,
-                stream=stream.path,
-                list_owner=self.owner_of_list[list_id],
-                num_tokens=result.num_evicted,
-                num_freed_pages=result.num_freed_pages,
-                num_moved=result.num_moved,
-                deferred=result.deferred,
-                ranges=() if result.deferred else tuple(ranges),
-                fed=stream.num_fed,
-                seq=self._next_seq(),
-            )
-        )
-
-    def _stream_of_view(self, view_id: int) -> Stream:
-        for stream in self.streams.values():
-            if stream.view is not None and stream.view.is_alive and stream.view.view_id == view_id:
-                return stream
-        raise AssertionError(f"no live stream holds view {view_id}")
+        """Evict what the rule selects now; record and announce each eviction."""
+        streams = {s.view.view_id: s for s in self.streams.values()
+                   if s.view is not None and s.view.is_alive}
+        for ev in self.pruner.prune({vid: stream.view for vid, stream in streams.items()}):
+            stream, result = streams[ev.view.view_id], ev.result
+            if result.reencode is not None:
+                stream.num_recompute = max(stream.num_recompute,
+                                           self.executor.num_tokens(stream.view) - ev.start)
+            self.record.num_evicted += result.num_evicted
+            self._emit("pruned", stream.path, {"list_owner": ev.list_owner,
+                                               "num_tokens": result.num_evicted})
+            self.record.evictions.append(EvictionRecord(
+                step=self.record.num_steps, stream=stream.path, list_owner=ev.list_owner,
+                num_tokens=result.num_evicted, num_freed_pages=result.num_freed_pages,
+                num_moved=result.num_moved, deferred=result.deferred, ranges=ev.ranges,
+                fed=stream.num_fed, seq=self._next_seq()))
 
     # ------------------------------------------------------------------ bookkeeping
     def _new_stream(self, path: TaskPath, *, view=None, title=None,

@@ -59,7 +59,6 @@ class Stream:
     children: list[Stream] = field(default_factory=list)
     num_joined: int = 0
     fork_offset: int = 0  # text offset just after the plan's ']' (parallel)
-    anchor_requests: list[tuple[str, TaskPath]] = field(default_factory=list)
     tool_future: Any = None
     tool_offset: int = 0  # text offset just after the tool parameters' '}'
     tool_call: int = 0  # index of its open call in the record's tool_calls
