@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED
-from concurrent.futures import wait as wait_futures
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -22,11 +19,10 @@ from tim.engine.record import (
     RunRecord,
     StepRow,
     StreamRecord,
-    ToolCallRecord,
 )
 from tim.engine.sampler import stream_generator
 from tim.engine.stream import Stream, StreamStatus
-from tim.tools import ToolExecutor, ToolOutcome
+from tim.engine.toolcalls import ToolCalls
 from tim.tree import EventKind, TaskPath
 
 if TYPE_CHECKING:
@@ -55,7 +51,7 @@ class Run:
         # stay as short as the open frontier of the tree, however many tasks have finished
         self.streams: dict[TaskPath, Stream] = {}
         self.waiting: list[Stream] = []  # queued children, newest fork first
-        self.tools = ToolExecutor(engine.tools, timeout_s=engine.tool_timeout_s)
+        self.tools = ToolCalls(engine.tools, timeout_s=engine.tool_timeout_s, record=self.record)
         self.finished = False
         self.num_processed = 0
         self.num_changes = 0  # structural changes so far: the record's ``seq`` counter
@@ -200,11 +196,7 @@ class Run:
                 stream.status = StreamStatus.FLUSHING
         elif kind is EventKind.TOOLUSE_READY:
             stream.status = StreamStatus.WAITING_TOOL
-            stream.tool_offset = event.offset
-            stream.tool_future = self.tools.submit(event.tool_name, event.value)
-            stream.tool_call = len(self.record.tool_calls)
-            self.record.tool_calls.append(
-                ToolCallRecord(stream.path, event.tool_name, self.record.num_steps + 1))
+            self.tools.submit(stream.path, event.tool_name, event.value, offset=event.offset)
             self._emit("tool_called", path, {"name": event.tool_name, "parameters": event.value})
         elif kind is EventKind.DOCUMENT_CLOSED and not path:
             stream.status = StreamStatus.DONE
@@ -315,24 +307,17 @@ class Run:
 
     # ------------------------------------------------------------------ tools
     def _collect_tools(self) -> None:
-        for stream in self.streams.values():
-            if stream.status is StreamStatus.WAITING_TOOL and stream.tool_future.done():
-                self._finish_tool(stream, stream.tool_future.result())
-
-    def _finish_tool(self, stream: Stream, outcome: ToolOutcome) -> None:
-        """The result is forced now and fed in this step (``prepare`` runs before it)."""
-        stream.tool_future = None
-        calls = self.record.tool_calls
-        calls[stream.tool_call] = replace(calls[stream.tool_call],
-                                          result_step=self.record.num_steps + 1)
-        self._emit("tool_returned", stream.path, outcome.result_json)
-        text = self.fmt.tool_result_text(outcome.result_json)
-        extra = stream.detok.text[stream.tool_offset:]  # what the '}' token carried past it
-        stream.status = StreamStatus.RUNNING
-        if not text.startswith(extra):
-            self._fail(stream, f"unexpected text {extra!r} after the tool parameters")
-            return
-        self._force(stream, text[len(extra):])
+        """Force each returned result into its stream; it is fed in the step being prepared."""
+        for ret in self.tools.collect():
+            stream = self.streams[ret.stream]
+            self._emit("tool_returned", stream.path, ret.result_json)
+            text = self.fmt.tool_result_text(ret.result_json)
+            extra = stream.detok.text[ret.offset:]  # what the '}' token carried past it
+            stream.status = StreamStatus.RUNNING
+            if not text.startswith(extra):
+                self._fail(stream, f"unexpected text {extra!r} after the tool parameters")
+                continue
+            self._force(stream, text[len(extra):])
 
     def wait_or_stop(self, *, block: bool) -> bool:
         """Nothing of this run was fed: wait for a tool result when ``block`` (the executor
@@ -340,14 +325,12 @@ class Run:
         when it waited."""
         if self.finished:
             return False
-        pending = [s.tool_future for s in self.streams.values()
-                   if s.status is StreamStatus.WAITING_TOOL]
-        if not pending:
+        if not self.tools.pending():
             self.record.error = self.record.error or "the run stalled: no stream can make progress"
             self.finished = True
             return False
         if block:
-            wait_futures(pending, return_when=FIRST_COMPLETED)
+            self.tools.wait()
         return block
 
     # ------------------------------------------------------------------ pruning

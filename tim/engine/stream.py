@@ -59,9 +59,6 @@ class Stream:
     children: list[Stream] = field(default_factory=list)
     num_joined: int = 0
     fork_offset: int = 0  # text offset just after the plan's ']' (parallel)
-    tool_future: Any = None
-    tool_offset: int = 0  # text offset just after the tool parameters' '}'
-    tool_call: int = 0  # index of its open call in the record's tool_calls
     grammar: Any = None  # StreamGrammar, or None when decoding free
 
     @property
