@@ -10,11 +10,10 @@ import torch
 from tim.engine.choosers import Chooser
 from tim.engine.detok import Detokenizer
 from tim.engine.executor import Executor, Feed
+from tim.engine.forks import Fail, Force, ForkJoin
 from tim.engine.pruner import Pruner
 from tim.engine.record import (
     EvictionRecord,
-    ForkRecord,
-    JoinRecord,
     RunEvent,
     RunRecord,
     StepRow,
@@ -39,6 +38,8 @@ class Run:
     def __init__(self, engine: Engine, prompt_ids: list[int], chooser: Chooser,
                  *, constrained: bool, on_event: Callable[[RunEvent], None] | None,
                  executor: Executor, max_new_tokens: int | None = None) -> None:
+        if not prompt_ids:
+            raise ValueError("prompt_ids is empty: a run needs at least one prompt token")
         cfg = engine.config
         self.max_new_tokens = max_new_tokens or cfg.max_new_tokens
         self.on_event = on_event
@@ -50,13 +51,13 @@ class Run:
         # streams not yet joined or dropped (the record keeps every stream): per-step scans
         # stay as short as the open frontier of the tree, however many tasks have finished
         self.streams: dict[TaskPath, Stream] = {}
-        self.waiting: list[Stream] = []  # queued children, newest fork first
         self.tools = ToolCalls(engine.tools, timeout_s=engine.tool_timeout_s, record=self.record)
+        self.forks = ForkJoin(executor=executor, pruner=self.pruner, record=self.record,
+                              fmt=self.fmt, max_workers=cfg.max_workers, next_seq=self._next_seq,
+                              emit=self._emit)
         self.finished = False
         self.num_processed = 0
         self.num_changes = 0  # structural changes so far: the record's ``seq`` counter
-        if not prompt_ids:
-            raise ValueError("prompt_ids is empty: a run needs at least one prompt token")
         root = self._new_stream((), view=executor.open(prompt_ids, writer=PROMPT))
         root.num_recompute = len(prompt_ids)  # the prompt is "re-encoded" from nothing
         self.record.num_prefilled += len(prompt_ids)
@@ -231,79 +232,26 @@ class Run:
             elif stream.status is not StreamStatus.FLUSHING or stream.queue:
                 continue
             elif stream.plan and stream.num_joined == 0 and not stream.children:
-                self._fork(stream)
+                self.forks.fork(stream, [
+                    self._new_stream((*stream.path, i), title=title, status=StreamStatus.QUEUED)
+                    for i, title in enumerate(stream.plan)])
+                self._start_waiting_children()
             else:
                 stream.status = StreamStatus.DONE
                 self._try_join(self.streams[stream.path[:-1]])
 
-    def _fork(self, parent: Stream) -> None:
-        parent.status = StreamStatus.WAITING_CHILDREN
-        for i, title in enumerate(parent.plan):
-            child = self._new_stream((*parent.path, i), title=title, status=StreamStatus.QUEUED)
-            parent.children.append(child)
-        # the newest fork's children go first (depth first): an open parent keeps its view
-        # alive, so finishing deep work before starting new branches bounds live KV
-        self.waiting[:0] = parent.children
-        self.record.forks.append(
-            ForkRecord(self.record.num_steps, parent.path, tuple(c.path for c in parent.children))
-        )
-        self._emit("fork", parent.path, [c.path for c in parent.children])
-        self._start_waiting_children()
-
     def _start_waiting_children(self) -> None:
-        """Start queued children while workers are free; a child whose parent's view has a
-        re-encode pending waits a step, so that it never starts on stale keys."""
-        for child in list(self.waiting):
-            if self._num_active() >= self.cfg.max_workers:
-                return
-            parent = self.streams[child.path[:-1]]
-            if parent.num_recompute:
-                continue
-            self.waiting.remove(child)
-            child.view = self.executor.fork(parent.view)
-            child.record.parent_tokens = self.executor.num_tokens(parent.view)
-            child.record.parent_fed = parent.num_fed
-            child.record.start_seq = self._next_seq()
-            self.pruner.fork(parent.view.view_id, child.view.view_id)
-            child.status = StreamStatus.RUNNING
-            self._force(child, self.fmt.child_header(child.title))
+        self._apply(self.forks.start_children(self.streams))
 
     def _try_join(self, parent: Stream) -> None:
-        """Join finished children in plan order; after the last, the parent resumes."""
-        while parent.num_joined < len(parent.children):
-            child = parent.children[parent.num_joined]
-            if parent.num_recompute or (child.status is StreamStatus.DONE and child.num_recompute):
-                return  # joined after the re-encode (its feed calls this again)
-            if child.status is StreamStatus.DONE:
-                self._join(parent, child)
-            elif child.status is StreamStatus.FAILED:
-                self.pruner.drop_view(child.view.view_id)
-                self.executor.drop(child.view)
-                self.record.joins.append(JoinRecord(
-                    self.record.num_steps, parent.path, child.path, parent.num_fed,
-                    self._next_seq(), dropped=True))
-                self.pruner.fail_task(child.path)
-            else:
-                return
-            del self.streams[child.path]
-            parent.num_joined += 1
-        extra = parent.detok.text[parent.fork_offset:]  # text the fork token carried past ']'
-        join_text = self.fmt.join_text(parent.depth)
-        if not join_text.startswith(extra):
-            self._fail(parent, f"unexpected text {extra!r} after the plan's ']'")
-            return
-        parent.status = StreamStatus.RUNNING
-        if parent.path:
-            self.pruner.mark_close(parent.path, parent.path)
-        self._force(parent, join_text[len(extra):])
+        self._apply(self.forks.try_join(parent, self.streams))
 
-    def _join(self, parent: Stream, child: Stream) -> None:
-        self._emit("join", child.path)
-        self.pruner.join(child.view.view_id, parent.view.view_id)
-        delta = self.executor.join(parent.view, child.view, first_own=child.record.parent_tokens)
-        self.record.joins.append(JoinRecord(
-            self.record.num_steps, parent.path, child.path, parent.num_fed, self._next_seq(),
-            delta=delta))
+    def _apply(self, outcomes: list[Force | Fail]) -> None:
+        for outcome in outcomes:
+            if isinstance(outcome, Force):
+                self._force(outcome.stream, outcome.text)
+            else:
+                self._fail(outcome.stream, outcome.message)
 
     # ------------------------------------------------------------------ tools
     def _collect_tools(self) -> None:
@@ -373,9 +321,6 @@ class Run:
     def _next_seq(self) -> int:
         self.num_changes += 1
         return self.num_changes - 1
-
-    def _num_active(self) -> int:
-        return sum(1 for s in self.streams.values() if s.is_active)
 
     def _note_step(self, fed: list[tuple[Stream, int]]) -> None:
         rec = self.record

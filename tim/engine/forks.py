@@ -1,0 +1,114 @@
+"""The fork/join plan of one run (``parallel`` format): queued children, their start under
+``max_workers``, and joins in plan order.
+
+It changes views (through the executor and the pruner) and the record, and returns what the
+run must write next, :class:`Force` or :class:`Fail`; it never feeds, samples or parses::
+
+    parent writes its plan, ']' fed      fork(parent, children): queued, newest fork first
+    a worker is free                     start_children() -> Force(child, header)
+    every child done, in plan order      try_join(parent)  -> Force(parent, join text)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tim.engine.executor import Executor
+from tim.engine.pruner import Pruner
+from tim.engine.record import ForkRecord, JoinRecord, RunRecord
+from tim.engine.stream import Stream, StreamStatus
+from tim.tree import TaskPath
+
+__all__ = ["Force", "Fail", "ForkJoin"]
+
+
+@dataclass(frozen=True)
+class Force:
+    stream: Stream
+    text: str
+
+
+@dataclass(frozen=True)
+class Fail:
+    stream: Stream
+    message: str
+
+
+class ForkJoin:
+    """Children waiting for a worker, and the joins that bring them back (module docstring)."""
+
+    def __init__(self, *, executor: Executor, pruner: Pruner, record: RunRecord, fmt: Any,
+                 max_workers: int, next_seq: Callable[[], int],
+                 emit: Callable[[str, TaskPath, Any], None]) -> None:
+        self.executor, self.pruner, self.record, self.fmt = executor, pruner, record, fmt
+        self.max_workers, self.next_seq, self.emit = max_workers, next_seq, emit
+        self.waiting: list[Stream] = []  # queued children, newest fork first
+
+    def fork(self, parent: Stream, children: list[Stream]) -> None:
+        parent.status = StreamStatus.WAITING_CHILDREN
+        parent.children.extend(children)
+        # the newest fork's children go first (depth first): an open parent keeps its view
+        # alive, so finishing deep work before starting new branches bounds live KV
+        self.waiting[:0] = children
+        self.record.forks.append(ForkRecord(self.record.num_steps, parent.path,
+                                            tuple(c.path for c in children)))
+        self.emit("fork", parent.path, [c.path for c in children])
+
+    def start_children(self, streams: dict[TaskPath, Stream]) -> list[Force]:
+        """Start queued children while workers are free. A child whose parent's view has a
+        re-encode pending waits a step, so that it never starts on stale keys."""
+        started = []
+        for child in list(self.waiting):
+            if sum(1 for s in streams.values() if s.is_active) >= self.max_workers:
+                break
+            parent = streams[child.path[:-1]]
+            if parent.num_recompute:
+                continue
+            self.waiting.remove(child)
+            child.view = self.executor.fork(parent.view)
+            child.record.parent_tokens = self.executor.num_tokens(parent.view)
+            child.record.parent_fed = parent.num_fed
+            child.record.start_seq = self.next_seq()
+            self.pruner.fork(parent.view.view_id, child.view.view_id)
+            child.status = StreamStatus.RUNNING
+            started.append(Force(child, self.fmt.child_header(child.title)))
+        return started
+
+    def try_join(self, parent: Stream, streams: dict[TaskPath, Stream]) -> list[Force | Fail]:
+        """Join finished children in plan order (a failed one is dropped); after the last,
+        the parent resumes with the format's join text. Joined children leave ``streams``."""
+        while parent.num_joined < len(parent.children):
+            child = parent.children[parent.num_joined]
+            if parent.num_recompute or (child.status is StreamStatus.DONE and child.num_recompute):
+                return []  # joined after the re-encode (its feed comes back here)
+            if child.status is StreamStatus.DONE:
+                self._join(parent, child)
+            elif child.status is StreamStatus.FAILED:
+                self.pruner.drop_view(child.view.view_id)
+                self.executor.drop(child.view)
+                self.record.joins.append(JoinRecord(
+                    self.record.num_steps, parent.path, child.path, parent.num_fed,
+                    self.next_seq(), dropped=True))
+                self.pruner.fail_task(child.path)
+            else:
+                return []
+            del streams[child.path]
+            parent.num_joined += 1
+        extra = parent.detok.text[parent.fork_offset:]  # text the fork token carried past ']'
+        join_text = self.fmt.join_text(parent.depth)
+        if not join_text.startswith(extra):
+            return [Fail(parent, f"unexpected text {extra!r} after the plan's ']'")]
+        parent.status = StreamStatus.RUNNING
+        if parent.path:
+            self.pruner.mark_close(parent.path, parent.path)
+        return [Force(parent, join_text[len(extra):])]
+
+    def _join(self, parent: Stream, child: Stream) -> None:
+        self.emit("join", child.path, None)
+        self.pruner.join(child.view.view_id, parent.view.view_id)
+        delta = self.executor.join(parent.view, child.view, first_own=child.record.parent_tokens)
+        self.record.joins.append(JoinRecord(
+            self.record.num_steps, parent.path, child.path, parent.num_fed, self.next_seq(),
+            delta=delta))
