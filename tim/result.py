@@ -8,6 +8,7 @@ from pathlib import Path as FilePath
 from typing import Any
 
 from tim.engine.record import RunRecord
+from tim.engine.record_io import record_from_json
 from tim.errors import FormatError, TraceError
 from tim.tree import TaskPath, TaskStatus, TaskTree, get_format
 
@@ -155,7 +156,7 @@ class Result:
         if not isinstance(data, dict) or data.get("tim_run") != RUN_FILE_VERSION:
             raise TraceError(f"{str(path)!r} is not a tim run file (version {RUN_FILE_VERSION})")
         try:
-            record = RunRecord.from_json(data.get("record"))
+            record = record_from_json(data.get("record"))
         except TraceError as exc:
             raise TraceError(f"run file {str(path)!r} is damaged: {exc}") from exc
         try:

@@ -18,7 +18,7 @@ from typing import Any
 from tim.engine.executor import Executor
 from tim.engine.pruner import Pruner
 from tim.engine.record import ForkRecord, JoinRecord, RunRecord
-from tim.engine.stream import Stream, StreamStatus
+from tim.engine.streams import Stream, StreamStatus
 from tim.tree import TaskPath
 
 __all__ = ["Force", "Fail", "ForkJoin"]

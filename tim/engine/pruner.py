@@ -18,7 +18,7 @@ from typing import Any
 
 from tim.cache import EvictResult
 from tim.engine.executor import Executor
-from tim.engine.stream import ListAnchors, TokenId
+from tim.engine.streams import ListAnchors, TokenId
 from tim.pruning import PruneTracker, Rule
 from tim.pruning.state import PruneStatus
 from tim.tree import TaskPath

@@ -136,7 +136,8 @@ class ToolCallRecord:
 
 @dataclass
 class RunRecord:
-    """What a run did; ``Result`` wraps it for users. Plain data, JSON-serialisable.
+    """What a run did; ``Result`` wraps it for users. Plain data: ``to_json()`` writes it,
+    :func:`tim.engine.record_io.record_from_json` reads it back, checking every field.
 
     It is precise enough to rebuild every log-probability from it alone: the prompt, each
     stream's tokens and the positions they were written at, and every structural change of
@@ -191,11 +192,3 @@ class RunRecord:
         ]
         data["tool_calls"] = [{**asdict(t), "stream": list(t.stream)} for t in self.tool_calls]
         return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunRecord:
-        """Read ``to_json()`` output back; a damaged record raises ``TraceError`` naming
-        the field (see :func:`tim.engine.record_io.record_from_json`)."""
-        from tim.engine.record_io import record_from_json
-
-        return record_from_json(data)

@@ -20,7 +20,7 @@ from tim.engine.record import (
     StreamRecord,
 )
 from tim.engine.sampler import stream_generator
-from tim.engine.stream import Stream, StreamStatus
+from tim.engine.streams import Stream, StreamStatus
 from tim.engine.toolcalls import ToolCalls
 from tim.tree import EventKind, TaskPath
 
