@@ -91,3 +91,10 @@ class GrammarSet:
         torch.compile machinery (seconds of start-up) for helpers tim does not use.
         """
         return torch.full((num_rows, (self.vocab_size + 31) // 32), -1, dtype=torch.int32)
+
+    def masks(self, grammars: list[StreamGrammar]) -> torch.Tensor:
+        """The bitmask of one sampling step: row ``i`` filled by ``grammars[i]``."""
+        bitmask = self.new_bitmask(len(grammars))
+        for row, grammar in enumerate(grammars):
+            grammar.fill_mask(bitmask, row)
+        return bitmask

@@ -1,4 +1,9 @@
-"""One run's state and its step: schedule -> run -> sample -> parse -> handle events -> prune."""
+"""One request's run: its streams, what each feeds, sampling, and the parser's events.
+
+The parts with a resource of their own live beside it (``forks``, ``pruner``,
+``toolcalls``, ``executor``); what is left here is one state machine (a stream's queue,
+status and parser move together on every token), which is why it runs past 300 lines.
+"""
 
 from __future__ import annotations
 
@@ -74,28 +79,21 @@ class Run:
                     logits_rows: Iterator[torch.Tensor]) -> None:
         """After the forward: record where the executor placed each stream's tokens, sample
         the streams that asked for logits (their rows come next in ``logits_rows``), then
-        forks, joins, pruning and the step's row."""
+        forks and joins, pruning, and the step's row in the record."""
         for stream, _, placed in fed:
             stream.record.position_ids.extend(placed)
         sampling = [stream for stream, feed, _ in fed if feed.wants_logits]
         if sampling:
-            self.sample(sampling, torch.stack([next(logits_rows) for _ in sampling]))
-        self.finish_step([(stream, len(feed.token_ids) + feed.num_recompute)
-                          for stream, feed, _ in fed])
-
-    def sample(self, streams: list[Stream], logits: torch.Tensor) -> None:
-        """Pick each stream's next token from its row of ``logits`` (B, V)."""
-        if streams:
-            picked = self.chooser.choose(streams, logits, self._masks(streams))
-            for stream, (token, logprob) in zip(streams, picked, strict=True):
+            logits = torch.stack([next(logits_rows) for _ in sampling])  # (B, V)
+            masks = None if self.grammars is None else self.grammars.masks(
+                [s.grammar for s in sampling])
+            picked = self.chooser.choose(sampling, logits, masks)
+            for stream, (token, logprob) in zip(sampling, picked, strict=True):
                 self._take_sampled(stream, token, logprob)
-
-    def finish_step(self, fed: list[tuple[Stream, int]]) -> None:
-        """After the forward: forks and joins, pruning, and the step's row in the record.
-        ``fed`` holds each stream fed this step with its number of tokens."""
-        self._after_flushes([stream for stream, _ in fed])
+        self._after_flushes([stream for stream, _, _ in fed])
         self._prune()
-        self._note_step(fed)
+        self._note_step([(stream, len(feed.token_ids) + feed.num_recompute)
+                         for stream, feed, _ in fed])
 
     def _schedule(self) -> list[tuple[Stream, Feed]]:
         """Streams with tokens to feed, and any view with a re-encode pending: a waiting
@@ -128,14 +126,6 @@ class Run:
         return feed
 
     # ------------------------------------------------------------------ tokens -> events
-    def _masks(self, streams: list[Stream]) -> torch.Tensor | None:
-        if self.grammars is None:
-            return None
-        bitmask = self.grammars.new_bitmask(len(streams))
-        for row, stream in enumerate(streams):
-            stream.grammar.fill_mask(bitmask, row)
-        return bitmask
-
     def _take_sampled(self, stream: Stream, token: int, logprob: float) -> None:
         if stream.grammar is not None and not stream.grammar.consume([token]):
             self._fail(stream, f"the grammar rejected sampled token {token}: "
