@@ -76,7 +76,7 @@ def tree_of_record(record: RunRecord) -> TaskTree | None:
     fmt = get_format(record.format)
     texts = {path: stream.text for path, stream in record.streams.items()}
     try:
-        tree = fmt.parse(texts) if fmt.forks else fmt.parse(texts[()])
+        tree = fmt.parse_streams(texts)
     except FormatError:
         return None
     owners = pruned_owners(record)

@@ -242,7 +242,7 @@ def test_random_trees_match_the_reference(qwen3, tree, fmt, pruning, positions, 
     record = run_tree(qwen3, tree, fmt=fmt, pruning=pruning, positions=positions,
                       max_workers=max_workers)
     texts = {p: s.text for p, s in record.streams.items()}
-    assert get_format(fmt).parse(texts if fmt == "parallel" else texts[()]) == tree
+    assert get_format(fmt).parse_streams(texts) == tree
     check_reference(qwen3, record)
 
 

@@ -54,7 +54,7 @@ def test_run_writes_the_shape_with_sampled_content(lm, fmt):
     record, chooser = run(lm, SHAPE, fmt)
     assert record.error is None, record.error
     texts = {p: s.text for p, s in record.streams.items()}
-    tree = get_format(fmt).parse(texts if fmt == "parallel" else texts[()])
+    tree = get_format(fmt).parse_streams(texts)
     assert sum(1 for _ in tree.walk()) == SHAPE.num_task_nodes
     # every sampled field got exactly its budget, and its text is what the tree holds
     fields = {f"{kind} {'.'.join(str(i + 1) for i in path)}": getattr(task, kind)

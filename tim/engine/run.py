@@ -295,7 +295,7 @@ class Run:
                     status: StreamStatus = StreamStatus.RUNNING) -> Stream:
         stream = Stream(
             path=path,
-            parser=self.fmt.parser(path) if self.fmt.forks else self.fmt.parser(),
+            parser=self.fmt.parser(path),
             detok=Detokenizer(self.engine.tokenizer),
             record=StreamRecord(path),
             rng=stream_generator(self.chooser.seed, repr(path)),

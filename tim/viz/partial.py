@@ -50,7 +50,7 @@ def partial_tree(record: RunRecord) -> TaskTree | None:
     tasks: dict[TaskPath, dict[str, Any]] = {}
     answer = None
     for path, stream in record.streams.items():
-        parser = fmt.parser(path) if fmt.forks else fmt.parser()
+        parser = fmt.parser(path)
         open_field: tuple[TaskPath, str, int] | None = None
         for event in parser.feed(stream.text):
             kind, info = event.kind, tasks.setdefault(event.path, {}) if event.path else {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from tim.tree.stream import StreamParser
@@ -14,7 +14,9 @@ __all__ = ["Format"]
 
 class Format(Protocol):
     """What the engine needs from a format. ``forks`` says whether plans fork streams;
-    a forking format also has ``child_header(title)`` and ``join_text(depth)``."""
+    a forking format also has ``child_header(title)`` and ``join_text(depth)``. Every
+    stream gets ``parser(path)``, and ``parse_streams`` reads a run's texts whatever the
+    format."""
 
     name: str
     forks: bool
@@ -31,3 +33,7 @@ class Format(Protocol):
     def render(self, tree: TaskTree) -> Any: ...
 
     def parse(self, rendered: Any) -> TaskTree: ...
+
+    def parse_streams(self, texts: Mapping[TaskPath, str]) -> TaskTree:
+        """The tree from every stream's text by path (thread2 has one, at ``()``)."""
+        ...

@@ -193,6 +193,10 @@ class ParallelFormat:
             )
         return streams
 
+    def parse_streams(self, texts: Mapping[TaskPath, str]) -> TaskTree:
+        """:meth:`parse` (the parallel format is read from its streams already)."""
+        return self.parse(texts)
+
     def parse(self, streams: Mapping[TaskPath, str]) -> TaskTree:
         """Parse every stream and assemble the tree; raises ``FormatError`` when malformed.
 

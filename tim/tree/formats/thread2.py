@@ -13,7 +13,7 @@ Siblings are written one after another. The runtime forces only the tool results
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from tim.tree.build import assemble_tree
@@ -150,6 +150,10 @@ class Thread2Format:
         """Parse a whole document; raises ``FormatError`` at the first malformed spot."""
         parser = self.parser()
         return assemble_tree(parser.feed(text) + parser.close())
+
+    def parse_streams(self, texts: Mapping[TaskPath, str]) -> TaskTree:
+        """:meth:`parse` of the one stream's text (``texts[()]``)."""
+        return self.parse(texts[()])
 
 
 def _render_task(task: Task) -> str:
