@@ -27,6 +27,7 @@ from tim.engine.record import (
 from tim.engine.sampler import stream_generator
 from tim.engine.streams import Stream, StreamStatus
 from tim.engine.toolcalls import ToolCalls
+from tim.errors import TimError
 from tim.tree import EventKind, TaskPath
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ class Run:
         self.on_event = on_event
         self.grammars = engine.grammars if constrained else None  # replays follow their record
         self.engine, self.cfg, self.fmt, self.chooser = engine, cfg, engine.format, chooser
+        if cfg.positions not in executor.support.positions:
+            raise TimError(f"this executor does not support positions={cfg.positions!r}; it "
+                           f"supports {sorted(executor.support.positions)}")
         self.executor = executor  # shared when requests decode together
         self.pruner = Pruner(cfg.rule, executor)
         self.record = RunRecord(cfg.format, cfg.pruning_name, cfg.positions, prompt_ids)
