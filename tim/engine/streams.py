@@ -8,12 +8,11 @@ from typing import Any
 
 import torch
 
-from tim.cache import View
 from tim.engine.detok import Detokenizer
 from tim.engine.record import StreamRecord
 from tim.tree import TaskPath
 
-__all__ = ["StreamStatus", "Stream", "ListAnchors"]
+__all__ = ["StreamStatus", "Stream", "ListAnchors", "TokenId"]
 
 
 class StreamStatus(Enum):
@@ -50,7 +49,7 @@ class Stream:
     record: StreamRecord
     rng: torch.Generator
     status: StreamStatus = StreamStatus.RUNNING
-    view: View | None = None
+    view: Any = None  # the executor's handle of its view; None until it starts
     title: str | None = None
     queue: list[int] = field(default_factory=list)  # tokens to feed; their K/V is not written
     num_fed: int = 0  # record tokens appended to the view so far (evicted ones included)
