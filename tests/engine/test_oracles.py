@@ -4,7 +4,7 @@ A real tree shape is teacher-forced through random weights (TextReplay). Every s
 token's log-probability is compared with a Hugging Face reference rebuilt from the run's
 record alone (``tests/engine/reference.py``): nothing the reference uses comes from the
 engine's views. O1 also has a plainer reference, one HF forward over the whole sequence.
-The page pool's integrity is checked after every step of every run here.
+The page pool's integrity is checked after every step of every run (tests/engine/conftest.py).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def qwen3():
 
 
 def run_tree(lm, tree, *, fmt, pruning="none", positions="shift", max_workers=8):
-    """Teacher-force ``tree`` through the engine; check the pool after every step."""
+    """Teacher-force ``tree`` through the engine (conftest checks the pool every step)."""
     loaded, _ = lm
     rendered = get_format(fmt).render(tree)
     texts = {(): rendered} if isinstance(rendered, str) else rendered
@@ -60,26 +60,9 @@ def run_tree(lm, tree, *, fmt, pruning="none", positions="shift", max_workers=8)
         format=fmt, pruning=pruning, positions=positions, max_workers=max_workers,
         max_new_tokens=10_000, kv_budget_tokens=8192, cascade_min_prefix=8,
     ))
-    stores, steps = [], []
-    new_runner = engine.new_runner
-
-    def keep_runner():
-        runner = new_runner()
-        stores.append(runner.store)
-        return runner
-
-    def check_pool(record):
-        (store,) = stores
-        integrity = store.check_integrity()  # ref counts == references held, from scratch
-        assert integrity.num_live_tokens == store.num_live_tokens
-        assert store.pool.num_free_pages + integrity.pool.num_used_pages == store.pool.num_pages
-        steps.append(record.num_steps)
-
-    engine.new_runner = keep_runner
     prompt = loaded.tokenizer.encode("Solve: 3 + 4.", add_special_tokens=False)
-    record = engine.run(prompt, chooser=TextReplay(texts, loaded.tokenizer), on_step=check_pool)
+    record = engine.run(prompt, chooser=TextReplay(texts, loaded.tokenizer))
     assert record.error is None, record.error
-    assert steps == list(range(1, record.num_steps + 1))
     return record
 
 
@@ -92,9 +75,10 @@ def check_reference(lm, record) -> float:
 
 # ---------------------------------------------------------------------- O1
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
-def test_o1_flat_equivalence(arch):
+def test_o1_flat_equivalence(arch, pool_checked_after_every_step):
     lm = load(arch)
     record = run_tree(lm, TREE, fmt="thread2")
+    assert pool_checked_after_every_step == list(range(1, record.num_steps + 1))
     root = record.streams[()]
     assert record.num_evicted == 0 and root.position_ids == list(
         range(len(record.prompt_ids), len(record.prompt_ids) + len(root.position_ids)))
