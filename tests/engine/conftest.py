@@ -32,8 +32,8 @@ def pool_checked_after_every_step(monkeypatch):
     postprocess = Run.postprocess
     steps = []
 
-    def checked(run, fed, logits_rows):
-        postprocess(run, fed, logits_rows)
+    def checked(run, fed, logits):
+        postprocess(run, fed, logits)
         integrity = run.executor.store.check_integrity()
         assert integrity.num_live_tokens == run.executor.store.num_live_tokens
         steps.append(run.record.num_steps)

@@ -217,8 +217,10 @@ class Engine:
                 waited = run.wait_or_stop(block=not waited) or waited
         if work:
             out = executor.step([feed for _, _, feed in work])
-            rows = iter(out.logits)
+            row = 0  # each run's logits rows follow one another, in feed order
             for run in runs:
                 mine = [(stream, feed, placed) for (owner, stream, feed), placed
                         in zip(work, out.positions, strict=True) if owner is run]
-                run.postprocess(mine, rows)
+                num_rows = sum(1 for _, feed, _ in mine if feed.wants_logits)
+                run.postprocess(mine, out.logits[row:row + num_rows])
+                row += num_rows

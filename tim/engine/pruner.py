@@ -18,12 +18,26 @@ from typing import Any
 
 from tim.cache import EvictResult
 from tim.engine.executor import Executor
-from tim.engine.streams import ListAnchors, TokenId
 from tim.pruning import PruneTracker, Rule
 from tim.pruning.state import PruneStatus
 from tim.tree import TaskPath
 
-__all__ = ["Eviction", "Pruner"]
+__all__ = ["Eviction", "ListAnchors", "Pruner"]
+
+TokenId = tuple[Any, int]  # (writer stream path, index in its tokens): stable under evictions
+
+
+@dataclass
+class ListAnchors:
+    """The tokens just before and just after a subtask list's inner tokens.
+
+    The tokens holding ``[`` and ``]`` are kept (they may carry other text); what lies
+    strictly between the two is the prunable list. Anchors name tokens by writer and index,
+    so evictions elsewhere in the view never move them.
+    """
+
+    before: TokenId | None = None
+    after: TokenId | None = None
 
 
 @dataclass(frozen=True)

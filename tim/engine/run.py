@@ -7,7 +7,7 @@ status and parser move together on every token), which is why it runs past 300 l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -80,15 +80,14 @@ class Run:
         return self._schedule()
 
     def postprocess(self, fed: list[tuple[Stream, Feed, list[int]]],
-                    logits_rows: Iterator[torch.Tensor]) -> None:
+                    logits: torch.Tensor) -> None:
         """After the forward: record where the executor placed each stream's tokens, sample
-        the streams that asked for logits (their rows come next in ``logits_rows``), then
-        forks and joins, pruning, and the step's row in the record."""
+        the streams that asked for logits (``logits`` (B, V): their rows, in feed order),
+        then forks and joins, pruning, and the step's row in the record."""
         for stream, _, placed in fed:
             stream.record.position_ids.extend(placed)
         sampling = [stream for stream, feed, _ in fed if feed.wants_logits]
         if sampling:
-            logits = torch.stack([next(logits_rows) for _ in sampling])  # (B, V)
             masks = None if self.grammars is None else self.grammars.masks(
                 [s.grammar for s in sampling])
             picked = self.chooser.choose(sampling, logits, masks)
@@ -104,10 +103,10 @@ class Run:
         parent's or a finished child's too, so that no fork or join ever sees stale keys."""
         scheduled = []
         for stream in self.streams.values():
-            if (stream.num_recompute and stream.status is not StreamStatus.FAILED
-                    and stream.view is not None and stream.view.is_alive):
-                scheduled.append((stream, self._feed(stream)))
-            elif stream.queue and stream.status in (StreamStatus.RUNNING, StreamStatus.FLUSHING):
+            stale = (stream.num_recompute and stream.status is not StreamStatus.FAILED
+                     and stream.view is not None and stream.view.is_alive)
+            if stale or (stream.queue and stream.status in (StreamStatus.RUNNING,
+                                                            StreamStatus.FLUSHING)):
                 scheduled.append((stream, self._feed(stream)))
         return scheduled
 

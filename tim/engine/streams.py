@@ -12,7 +12,7 @@ from tim.engine.detok import Detokenizer
 from tim.engine.record import StreamRecord
 from tim.tree import TaskPath
 
-__all__ = ["StreamStatus", "Stream", "ListAnchors", "TokenId"]
+__all__ = ["StreamStatus", "Stream"]
 
 
 class StreamStatus(Enum):
@@ -23,22 +23,6 @@ class StreamStatus(Enum):
     WAITING_CHILDREN = "waiting_children"
     DONE = "done"
     FAILED = "failed"
-
-
-TokenId = tuple[Any, int]  # (writer stream path, index in its tokens): stable under evictions
-
-
-@dataclass
-class ListAnchors:
-    """The tokens just before and just after a subtask list's inner tokens.
-
-    The tokens holding ``[`` and ``]`` are kept (they may carry other text); what lies
-    strictly between the two is the prunable list. Anchors name tokens by writer and index,
-    so evictions elsewhere in the view never move them.
-    """
-
-    before: TokenId | None = None
-    after: TokenId | None = None
 
 
 @dataclass
