@@ -28,6 +28,7 @@ several times faster (a 2-thread OpenMP region waits for its descheduled second 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import statistics
 import time
@@ -222,6 +223,12 @@ class Stamps(StoppingCriteria):
         return torch.zeros(input_ids.shape[0], dtype=torch.bool)
 
 
+def cache_kwarg(model) -> str:
+    """The name the model's forward and ``generate`` take a cache under: ``cache`` from
+    transformers 5.20, ``past_key_values`` before (the GPU machine has 5.17)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def hf_generate(lm: LoadedModel, input_ids: torch.Tensor, num_new: int,
                 cache: DynamicCache | None = None) -> tuple[torch.Tensor, list[torch.Tensor], list]:
     """Greedy ``generate``; returns (new ids (B, num_new), raw logits per step, and the
@@ -231,13 +238,26 @@ def hf_generate(lm: LoadedModel, input_ids: torch.Tensor, num_new: int,
     stamps = Stamps()
     out = model.generate(
         input_ids, max_new_tokens=num_new, min_new_tokens=num_new, do_sample=False,
-        cache=cache if cache is not None else DynamicCache(config=model.config),
         stopping_criteria=StoppingCriteriaList([stamps]), output_logits=True,
         return_dict_in_generate=True, pad_token_id=lm.tokenizer.pad_token_id,
+        **{cache_kwarg(model): cache if cache is not None else DynamicCache(config=model.config)},
     )
     steps = [(b[0] - a[0], b[1] - a[1])
              for a, b in zip(stamps.times, stamps.times[1:], strict=False)]
     return out.sequences[:, input_ids.shape[1]:], list(out.logits), steps
+
+
+def first_child_logprob_diff(record, children: list, logits: torch.Tensor,
+                             num_header: int) -> float:
+    """Largest |HF - tim| log-prob of each child's first sampled token (token ``num_header``
+    of its stream); ``logits`` ``(len(children), V)``: HF's first step, one row per child."""
+    diff = 0.0
+    for row, path in enumerate(children):
+        stream = record.streams[path]
+        hf_logprobs = torch.log_softmax(logits[row].float(), -1)
+        diff = max(diff, abs(hf_logprobs[stream.token_ids[num_header]].item()
+                             - stream.logprobs[num_header]))
+    return diff
 
 
 # ---------------------------------------------------------------------- 1. flat decode
@@ -376,16 +396,10 @@ def hf_siblings(lm: LoadedModel, prompt: list[int], record, children: list) -> d
     cache = DynamicCache(config=lm.model.config)
     lm.model.set_attn_implementation("sdpa")
     with torch.inference_mode():
-        lm.model(input_ids=torch.tensor([prefix]), cache=cache, use_cache=True)
+        lm.model(input_ids=torch.tensor([prefix]), use_cache=True, **{cache_kwarg(lm.model): cache})
     cache.batch_repeat_interleave(NUM_CHILDREN)
     _, logits, clocks_ = hf_generate(lm, rows, num_new, cache)
-    # check: each child's first sampled token has the same log-prob in HF and in tim
-    diff = 0.0
-    for row, path in enumerate(children):
-        stream = record.streams[path]
-        hf_logprobs = torch.log_softmax(logits[0][row].float(), -1)
-        diff = max(diff, abs(hf_logprobs[stream.token_ids[num_header]].item()
-                             - stream.logprobs[num_header]))
+    diff = first_child_logprob_diff(record, children, logits[0], num_header)
     assert diff <= LOGPROB_TOL, f"tim's first child log-probs differ from HF's by {diff:.2e}"
     walls = [wall for wall, _ in clocks_]  # decode steps (the first forward is the headers')
     tokens = NUM_CHILDREN * len(walls)

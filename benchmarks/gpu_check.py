@@ -41,10 +41,8 @@ Running it on the device machine
 tim is not pip-installed there: the wrapper puts the repository root on ``PYTHONPATH``. The
 machine has torch 2.11 + CUDA 13, transformers 5.17, triton, pytest, pytest-timeout,
 hypothesis, rich and networkx. transformers 5.17's forward and ``generate`` take
-``past_key_values``, not ``cache``: this script passes whichever the model takes
-(``bench_engine.hf_generate`` and ``tests/engine/reference.py`` pass ``cache=``, which 5.17
-ignores; run here under 5.17, the composed reference fails with an IndexError for that
-reason). Of tim's imports only ``llguidance`` is missing there; the engine here runs with
+``past_key_values``, not ``cache``: ``bench_engine.cache_kwarg`` (and the composed reference
+in ``tests/engine/reference.py``) pass whichever the model takes. Of tim's imports only ``llguidance`` is missing there; the engine here runs with
 ``structure="free"`` and never imports it, but carry its wheel for the tests. Once, on this
 machine, from the repository root::
 
@@ -572,29 +570,12 @@ def call_by_names(fn: Callable, **values):
 
 
 # ---------------------------------------------------------------------- 3. speed
-def cache_kwarg(model) -> str:
-    """transformers 5.2x's forward takes ``cache``; 5.17 (the GPU machine's) ``past_key_values``."""
-    names = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in names else "past_key_values"
-
-
 def hf_generate(lm, input_ids: torch.Tensor, num_new: int, cache=None) -> tuple:
-    """``bench_engine.hf_generate`` with the cache passed under this transformers' name:
-    greedy ``generate``; returns (new ids (B, num_new), logits per step, step wall seconds)."""
-    from bench_engine import Stamps
-    from transformers import DynamicCache, StoppingCriteriaList
+    """``bench_engine.hf_generate`` with wall seconds per step: (new ids, logits, walls)."""
+    import bench_engine as be
 
-    model = lm.model
-    model.set_attn_implementation("sdpa")  # the engine switched it to "tim"
-    stamps = Stamps()
-    cache = cache if cache is not None else DynamicCache(config=model.config)
-    out = model.generate(
-        input_ids, max_new_tokens=num_new, min_new_tokens=num_new, do_sample=False,
-        stopping_criteria=StoppingCriteriaList([stamps]), output_logits=True,
-        return_dict_in_generate=True, pad_token_id=lm.tokenizer.pad_token_id,
-        **{cache_kwarg(model): cache})
-    walls = [b[0] - a[0] for a, b in zip(stamps.times, stamps.times[1:], strict=False)]
-    return out.sequences[:, input_ids.shape[1]:], list(out.logits), walls
+    new_ids, logits, steps = be.hf_generate(lm, input_ids, num_new, cache)
+    return new_ids, logits, [wall for wall, _ in steps]
 
 
 def build_speed_model(sizes: Sizes, device: torch.device):
@@ -740,6 +721,7 @@ def siblings_case(lm, sizes: Sizes, device: torch.device, num: int, flat_tok_s: 
 def hf_siblings(lm, prompt: list[int], record, children: list, device: torch.device) -> dict:
     """HF ``generate`` on the same work: each row is the shared prefix (prefilled once), a
     child's forced header, then as many greedy tokens as each child sampled in tim."""
+    import bench_engine as be
     from transformers import DynamicCache
 
     first = record.streams[children[0]]
@@ -752,15 +734,10 @@ def hf_siblings(lm, prompt: list[int], record, children: list, device: torch.dev
     lm.model.set_attn_implementation("sdpa")
     with torch.inference_mode():
         lm.model(input_ids=torch.tensor([prefix], device=device), use_cache=True,
-                 **{cache_kwarg(lm.model): cache})
+                 **{be.cache_kwarg(lm.model): cache})
     cache.batch_repeat_interleave(len(children))
     _, logits, walls = hf_generate(lm, torch.tensor(rows, device=device), num_new, cache)
-    diff = 0.0  # each child's first sampled token: same log-prob in HF and in tim
-    for row, path in enumerate(children):
-        stream = record.streams[path]
-        hf_logprobs = torch.log_softmax(logits[0][row].float(), -1)
-        diff = max(diff, abs(hf_logprobs[stream.token_ids[num_header]].item()
-                             - stream.logprobs[num_header]))
+    diff = be.first_child_logprob_diff(record, children, logits[0], num_header)
     assert diff <= BF16_SANITY_TOL, f"tim's first child log-probs differ from HF's by {diff:.3f}"
     tokens = len(children) * len(walls)
     return {"hf_first_logprob_diff": diff, "rates": {
