@@ -1,13 +1,10 @@
 """The forced shape of a stress run, as per-stream segments. Pure Python: no torch.
 
 A stress run decodes a tree whose *structure* is fixed in advance and whose *content* is
-sampled. Each stream's text is cut into segments::
-
-    Literal  structural text the chooser writes token by token      {"title": "t1", "thought": "
-    Content  a string field's body, sampled from the model, N tokens  <sampled>
-    Forced   text the runtime writes itself: a child header, a join text, a tool result
-
-For ``thread2`` there is one stream; for ``parallel`` one per task plus the root's::
+sampled. :class:`StressShape` says what that structure is; :func:`stream_segments` cuts
+each stream's text into the segments of :mod:`tim.stress.segments` (``L`` Literal,
+``C`` Content, ``F`` Forced; re-exported here). For ``thread2`` there is one stream; for
+``parallel`` one per task plus the root's::
 
     thread2 ()     L{"reasoning": [{"title": "t1", "thought": "  C  L", "tooluse": null, ...
     parallel ()    L{"reasoning": [{"title": "t1"}, {"title": "t2"}]  F, "answer": "  C  L"}
@@ -21,8 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
+from tim.stress.segments import (
+    Content,
+    Forced,
+    Literal,
+    Segment,
+    merge_literals,
+    placeholder,
+    spell,
+)
 from tim.tree import Task, TaskPath, TaskTree, ToolUse, get_format
 from tim.tree.formats.common import dumps
 
@@ -69,22 +74,6 @@ def make_lookup(num_chars: int) -> Callable[[int], str]:
 def needle_fact(needle: str) -> str:
     """The conclusion planted in the first top-level task."""
     return f"Remember this: the secret number is {needle}."
-
-
-class Literal(NamedTuple):
-    text: str  # the chooser writes it
-
-
-class Forced(NamedTuple):
-    text: str  # the runtime writes it; the chooser only checks it is there
-
-
-class Content(NamedTuple):
-    key: str  # "thought 1.2", "conclusion 1", "answer"
-    num_tokens: int  # sampled tokens in the field
-
-
-Segment = Literal | Forced | Content
 
 
 @dataclass(frozen=True)
@@ -167,18 +156,14 @@ def _tooluse(shape: StressShape, index: int, *, leaf: bool) -> ToolUse | None:
     return None
 
 
-def _placeholder(key: str) -> str:
-    return f"§{key}§"  # renders verbatim (no escapes), cannot occur in a structural text
-
-
 def skeleton_tree(shape: StressShape) -> TaskTree:
     """The tree a run of ``shape`` writes, with ``§key§`` in every sampled field."""
     counter = iter(range(shape.num_task_nodes))
 
     def task(path: TaskPath) -> Task:
         dotted = ".".join(str(i + 1) for i in path)
-        thought = _placeholder(f"thought {dotted}")
-        conclusion = _placeholder(f"conclusion {dotted}")
+        thought = placeholder(f"thought {dotted}")
+        conclusion = placeholder(f"conclusion {dotted}")
         if shape.needle is not None and path == (0,):
             conclusion = needle_fact(shape.needle)
         if shape.needle is not None and path == (shape.num_tasks - 1,):
@@ -190,7 +175,7 @@ def skeleton_tree(shape: StressShape) -> TaskTree:
         tooluse = _tooluse(shape, index, leaf=subtasks is None)
         return Task(thought, conclusion, title=_title(path), tooluse=tooluse, subtasks=subtasks)
 
-    return TaskTree([task((i,)) for i in range(shape.num_tasks)], _placeholder("answer"))
+    return TaskTree([task((i,)) for i in range(shape.num_tasks)], placeholder("answer"))
 
 
 def stream_segments(shape: StressShape, format_name: str) -> dict[TaskPath, list[Segment]]:
@@ -270,27 +255,11 @@ def stream_segments(shape: StressShape, format_name: str) -> dict[TaskPath, list
         root.append(Literal('], "answer": "'))
     field(root, tree.answer)
     root.append(Literal('"}'))
-    return {path: _merge(segs) for path, segs in out.items()}
+    return {path: merge_literals(segs) for path, segs in out.items()}
 
 
 def _plan(tasks: list[Task]) -> str:
     return "[" + ", ".join(f'{{"title": {dumps(t.title)}}}' for t in tasks) + "]"
-
-
-def _merge(segs: list[Segment]) -> list[Segment]:
-    """Join neighbouring literals, so structural text tokenizes as the format's text would."""
-    merged: list[Segment] = []
-    for seg in segs:
-        if isinstance(seg, Literal) and merged and isinstance(merged[-1], Literal):
-            merged[-1] = Literal(merged[-1].text + seg.text)
-        else:
-            merged.append(seg)
-    return merged
-
-
-def spell(segs: list[Segment]) -> str:
-    """A stream's text with ``§key§`` for each sampled field."""
-    return "".join(_placeholder(s.key) if isinstance(s, Content) else s.text for s in segs)
 
 
 def check_segments(shape: StressShape, format_name: str,
