@@ -34,7 +34,7 @@ from tim.kernels import (
     rope_shift,
     varlen_attention,
 )
-from tim.kernels.paged import gather_kv, store_kv
+from tim.kernels.slots import gather_kv, store_kv
 
 H, HKV, D = 16, 4, 128
 

@@ -781,7 +781,7 @@ def cascade_case(sizes: Sizes, device: torch.device, workers: int, backend: str)
         paged_cascade_attention,
         reference_attention,
     )
-    from tim.kernels.paged import gather_kv, store_kv
+    from tim.kernels.slots import gather_kv, store_kv
 
     dtype, prefix, suffix = getattr(torch, sizes.dtype), sizes.cascade_prefix, sizes.cascade_suffix
     gen = torch.Generator(device=device).manual_seed(workers)

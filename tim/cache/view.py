@@ -84,6 +84,22 @@ class View:
         """Slots of every token in view order: ``(num_tokens,)`` int64 on CPU."""
         return _concat([span.slot_ids() for span in self._spans])
 
+    def page_table(self) -> list[int] | None:
+        """The view's pages in order when it is page-aligned, else None.
+
+        Aligned means block-table addressable: every span starts at the front of a page and
+        every span but the last fills its pages, so token ``i`` sits in page ``i // S`` of the
+        list at offset ``i % S``. With ``S = 1`` every view is aligned.
+        """
+        pages: list[int] = []
+        last = len(self._spans) - 1
+        for i, span in enumerate(self._spans):
+            size = span.page_size
+            if span.first_offset or (i < last and len(span) % size):
+                return None
+            pages.extend(span.pages[: -(-len(span) // size)])
+        return pages
+
     def position_ids(self) -> torch.Tensor:
         """Position id of every token in view order: ``(num_tokens,)`` int64 on CPU."""
         return _concat([span.position_ids() for span in self._spans])

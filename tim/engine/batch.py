@@ -50,7 +50,10 @@ class AttentionGroup:
     """A run of consecutive batch tokens attended together.
 
     ``prefix_slots`` is empty for plain varlen attention; otherwise it is the prefix every
-    member shares and ``kv_slots`` holds each member's suffix only.
+    member shares and ``kv_slots`` holds each member's suffix only. A lone group whose views
+    are all page-aligned names its keys by ``block_table`` ``(M, max_pages)`` int32 and
+    ``seqlens_k`` ``(M,)`` int32 instead (``kv_slots`` is then empty), so a backend that
+    reads pages in place never gathers.
     """
 
     token_start: int
@@ -61,6 +64,8 @@ class AttentionGroup:
     cu_seqlens_k: torch.Tensor  # (M + 1,) int32
     max_seqlen_q: int
     max_seqlen_k: int
+    block_table: torch.Tensor | None = None  # (M, max_pages) int32
+    seqlens_k: torch.Tensor | None = None  # (M,) int32
 
 
 @dataclass(frozen=True)
@@ -80,9 +85,13 @@ class Batch:
     def to(self, device: torch.device | str) -> Batch:
         """The same batch with every tensor on ``device`` (built on CPU, run where the
         KV pages live: the kernels take index and offset tensors on q's device)."""
+        def move(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.to(device)
+
         groups = tuple(
             replace(g, cu_seqlens_q=g.cu_seqlens_q.to(device), prefix_slots=g.prefix_slots.to(device),
-                    kv_slots=g.kv_slots.to(device), cu_seqlens_k=g.cu_seqlens_k.to(device))
+                    kv_slots=g.kv_slots.to(device), cu_seqlens_k=g.cu_seqlens_k.to(device),
+                    block_table=move(g.block_table), seqlens_k=move(g.seqlens_k))
             for g in self.groups
         )
         return replace(self, input_ids=self.input_ids.to(device),
@@ -92,9 +101,13 @@ class Batch:
 
 
 def build_batch(
-    inputs: Sequence[WorkerInput], *, cascade: bool = True, min_prefix_len: int = 64
+    inputs: Sequence[WorkerInput], *, cascade: bool = True, min_prefix_len: int = 64,
+    block_tables: bool = False,
 ) -> Batch:
     """Pack ``inputs`` into one batch; group workers that share a prefix when ``cascade``.
+
+    With ``block_tables``, the lone group names its keys by block table when every one of its
+    views is page-aligned (:meth:`~tim.cache.View.page_table`), else by slots.
 
     Members of a cascade group may feed several tokens (a forced header right after a fork)
     as long as all of them lie after the shared prefix.
@@ -148,13 +161,20 @@ def build_batch(
     plans += list(zip(cascades, cascade_prefixes, strict=True))
     for members, prefix in plans:
         q_lens = [len(inputs[i].token_ids) for i in members]
+        table = None
+        prefix_slots = torch.empty(0, dtype=torch.int64)
         if prefix is None:
-            kv = [views[i].slot_mapping() for i in members]
-            prefix_slots = torch.empty(0, dtype=torch.int64)
+            tables = [views[i].page_table() for i in members] if block_tables else [None]
+            if all(t is not None for t in tables):
+                table = _block_table(tables)
+                kv = []
+            else:
+                kv = [views[i].slot_mapping() for i in members]
+            k_lens = [views[i].num_tokens for i in members]
         else:
             kv = list(prefix.suffix_slots)
             prefix_slots = prefix.prefix_slots
-        k_lens = [int(s.numel()) for s in kv]
+            k_lens = [int(s.numel()) for s in kv]
         token_end = token_start + sum(q_lens)
         groups.append(
             AttentionGroup(
@@ -166,6 +186,8 @@ def build_batch(
                 cu_seqlens_k=_cumsum(k_lens),
                 max_seqlen_q=max(q_lens),
                 max_seqlen_k=max(k_lens),
+                block_table=table,
+                seqlens_k=None if table is None else torch.tensor(k_lens, dtype=torch.int32),
             )
         )
         order.extend(members)
@@ -191,6 +213,15 @@ def build_batch(
         order=tuple(order),
         sampling=tuple(sampling),
     )
+
+
+def _block_table(tables: list[list[int]]) -> torch.Tensor:
+    """Page lists -> ``(M, max_pages)`` int32, padded with page 0 (never read: ``seqlens_k``
+    stops each row before its padding)."""
+    table = torch.zeros(len(tables), max(map(len, tables)), dtype=torch.int32)
+    for row, pages in enumerate(tables):
+        table[row, : len(pages)] = torch.tensor(pages, dtype=torch.int32)
+    return table
 
 
 def _cumsum(lengths: list[int]) -> torch.Tensor:

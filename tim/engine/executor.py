@@ -161,7 +161,8 @@ class PagedExecutor:
             inputs.append(WorkerInput(view=view, token_ids=tuple(view.token_ids()[-n:].tolist()),
                                       position_ids=tuple(view.position_ids()[-n:].tolist()),
                                       wants_logits=feed.wants_logits))
-        batch = build_batch(inputs, cascade=self.cascade, min_prefix_len=self.min_prefix_len)
+        batch = build_batch(inputs, cascade=self.cascade, min_prefix_len=self.min_prefix_len,
+                            block_tables=True)
         logits = self.runner.run(batch)  # (B_logits, V), rows in batch.sampling order
         order = sorted(range(len(batch.sampling)), key=lambda row: batch.sampling[row])
         return StepOutput(positions, logits[order])

@@ -20,7 +20,9 @@ class ModelRunner:
 
     The runner is the forward context's backend: for every layer the ``tim`` attention
     function calls :meth:`attend`, which writes the batch's new K/V into the store and
-    attends each group of workers through :mod:`tim.kernels`.
+    attends each group of workers through :mod:`tim.kernels`. The first layer plans each
+    group's kernel call (checks, backend choice, block cuts, masks); every later layer with
+    the same options runs those plans, so a layer costs its tensor work only.
 
     The model is switched to the ``tim`` attention function only for the length of each
     forward (:class:`~tim.models.attention.AttentionSwitch`), so between steps, after a run
@@ -33,6 +35,7 @@ class ModelRunner:
         self.store = store
         self.backend = backend
         self._batch: Batch | None = None
+        self._plans: dict[tuple, list[Any]] = {}  # the step's kernel plans, by layer options
         self._device = next(model.parameters()).device
 
     @torch.inference_mode()
@@ -40,7 +43,7 @@ class ModelRunner:
         """One forward; returns ``(B_logits, V)`` fp32 logits at ``batch.logits_indices``."""
         if batch.input_ids.device != self._device:
             batch = batch.to(self._device)
-        self._batch = batch
+        self._batch, self._plans = batch, {}
         try:
             with self._tim_attention, forward_context(self):
                 out = self.model(
@@ -50,7 +53,7 @@ class ModelRunner:
                     logits_to_keep=batch.logits_indices,
                 )
         finally:
-            self._batch = None
+            self._batch, self._plans = None, {}
         return out.logits[0].float()  # (B_logits, V)
 
     def attend(
@@ -68,36 +71,38 @@ class ModelRunner:
         assert batch is not None, "attend outside run()"
         self.store.write(layer_idx, batch.write_slots, k, v)
         k_pages, v_pages = self.store.pool.layer(layer_idx)
-        window = (sliding_window - 1, 0) if sliding_window else (-1, -1)
+        options = (softmax_scale, sliding_window, softcap)
+        plans = self._plans.get(options)
+        if plans is None:  # the first layer with these options plans every group for the step
+            plans = self._plans[options] = [
+                self._plan(q[g.token_start : g.token_end], k_pages, g, options)
+                for g in batch.groups
+            ]
+        if len(plans) == 1:
+            return plans[0].run(q, k_pages, v_pages)[0]
         out = torch.empty_like(q)  # (T, H, D)
-        for group in batch.groups:
-            q_group = q[group.token_start : group.token_end]  # (Tg, H, D)
-            out[group.token_start : group.token_end] = self._attend_group(
-                q_group, k_pages, v_pages, group, softmax_scale, window, softcap or 0.0
-            )
+        for group, plan in zip(batch.groups, plans, strict=True):
+            rows = slice(group.token_start, group.token_end)
+            out[rows] = plan.run(q[rows], k_pages, v_pages)[0]
         return out
 
-    def _attend_group(
-        self,
-        q: torch.Tensor,
-        k_pages: torch.Tensor,
-        v_pages: torch.Tensor,
-        group: AttentionGroup,
-        softmax_scale: float,
-        window: tuple[int, int],
-        softcap: float,
-    ) -> torch.Tensor:
-        if group.prefix_slots.numel() and window == (-1, -1):
-            return kernels.paged_cascade_attention(
-                q, k_pages, v_pages, group.cu_seqlens_q, group.prefix_slots, group.kv_slots,
-                group.cu_seqlens_k, causal=True, softmax_scale=softmax_scale, softcap=softcap,
-                backend=self.backend,
-            )
-        if group.prefix_slots.numel():  # a window needs whole sequences: re-join prefix + suffix
-            raise AssertionError("windowed layers are built without cascade groups")
-        k, v = kernels.gather_kv(k_pages, v_pages, group.kv_slots)  # (L, Hkv, D)
-        return kernels.varlen_attention(
-            q, k, v, group.cu_seqlens_q, group.cu_seqlens_k, group.max_seqlen_q,
-            group.max_seqlen_k, causal=True, softmax_scale=softmax_scale, window_size=window,
-            softcap=softcap, backend=self.backend,
-        )
+    def _plan(self, q: torch.Tensor, k_pages: torch.Tensor, group: AttentionGroup,
+              options: tuple[float, int | None, float | None]) -> Any:
+        """The kernel plan of one group, run by every layer with the same ``options``."""
+        scale, sliding_window, softcap = options
+        window = (sliding_window - 1, 0) if sliding_window else (-1, -1)
+        common = dict(causal=True, softmax_scale=scale, softcap=softcap or 0.0,
+                      backend=self.backend)
+        if group.prefix_slots.numel():
+            if window != (-1, -1):  # a window needs whole sequences: re-join prefix + suffix
+                raise AssertionError("windowed layers are built without cascade groups")
+            return kernels.plan_paged_cascade(
+                q, k_pages, group.cu_seqlens_q, group.prefix_slots, group.kv_slots,
+                group.cu_seqlens_k, **common)
+        sizes = dict(max_seqlen_q=group.max_seqlen_q, max_seqlen_k=group.max_seqlen_k)
+        if group.block_table is not None:
+            return kernels.plan_paged(q, k_pages, group.cu_seqlens_q, group.block_table,
+                                      group.seqlens_k, window_size=window, **sizes, **common)
+        return kernels.plan_paged(q, k_pages, group.cu_seqlens_q, slots=group.kv_slots,
+                                  cu_seqlens_k=group.cu_seqlens_k, window_size=window, **sizes,
+                                  **common)

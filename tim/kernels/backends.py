@@ -25,6 +25,7 @@ from tim.kernels.params import AttentionParams
 
 __all__ = [
     "AttentionBackend",
+    "KernelPlan",
     "AUTO_ORDER",
     "backend_names",
     "describe",
@@ -34,7 +35,8 @@ __all__ = [
 
 
 class AttentionBackend(Protocol):
-    """What a backend provides. Results are always ``(out, lse)``; see ``varlen_attention``."""
+    """What a backend provides: plans whose runs return ``(out, lse)``; see
+    ``varlen_attention``."""
 
     name: str
 
@@ -46,33 +48,47 @@ class AttentionBackend(Protocol):
         """``None`` when it can run this call, else the missing feature (dtype, softcap, ...)."""
         ...
 
-    def varlen(
+    def plan(
         self,
         q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
+        num_kv_heads: int,
         cu_seqlens_q: torch.Tensor,
         cu_seqlens_k: torch.Tensor,
         max_seqlen_q: int,
         max_seqlen_k: int,
         params: AttentionParams,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Packed varlen attention: out ``(total_q, H, D)``, lse ``(H, total_q)`` (-inf if empty)."""
+    ) -> KernelPlan:
+        """Plan one packed varlen call (see ``varlen_attention``); ``q`` is read for its shape,
+        dtype and device only. The plan's ``run(q, k, v)`` serves every layer of a step."""
         ...
 
-    def paged(
+    def plan_paged(
         self,
         q: torch.Tensor,
         k_pages: torch.Tensor,
-        v_pages: torch.Tensor,
         cu_seqlens_q: torch.Tensor,
         block_table: torch.Tensor,
         seqlens_k: torch.Tensor,
         max_seqlen_q: int,
         max_seqlen_k: int,
         params: AttentionParams,
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Attention straight from the page pool, or ``None`` to let the caller gather keys."""
+    ) -> KernelPlan | None:
+        """A plan whose ``run(q, k_pages, v_pages)`` reads the pool in place, or ``None`` to let
+        the caller gather keys."""
+        ...
+
+
+class KernelPlan(Protocol):
+    """The host-side work of one packed attention call, done once and run once per layer.
+
+    Offsets are checked, the backend chosen, blocks cut and masks built when the plan is made
+    (FlashInfer's plan/run split). ``run`` then does tensor work only.
+    """
+
+    def run(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(out (total_q, H, D), lse (H, total_q) fp32)``."""
         ...
 
 

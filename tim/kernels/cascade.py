@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import torch
 
-from tim.kernels.backends import resolve_backend
+from tim.kernels.backends import KernelPlan, resolve_backend
 from tim.kernels.merge import merge_attention_states
-from tim.kernels.paged import gather_kv
-from tim.kernels.params import AttentionParams, check_varlen_args
+from tim.kernels.params import AttentionParams, check_cu_seqlens, check_heads, check_varlen_args
+from tim.kernels.slots import _check_slots, _flat, gather_unchecked
 
-__all__ = ["cascade_attention", "paged_cascade_attention"]
+__all__ = ["cascade_attention", "paged_cascade_attention", "plan_cascade", "plan_paged_cascade",
+           "CascadePlan", "PagedCascadePlan"]
 
 
 def cascade_attention(
@@ -79,6 +80,44 @@ def cascade_attention(
     """
     check_varlen_args(q, suffix_k, suffix_v, cu_seqlens_q, cu_seqlens_suffix)
     check_varlen_args(q, prefix_k, prefix_v, cu_seqlens_q, cu_seqlens_suffix)
+    plan = plan_cascade(q, suffix_k.shape[1], cu_seqlens_q, cu_seqlens_suffix, prefix_k.shape[0],
+                        causal=causal, softmax_scale=softmax_scale, softcap=softcap,
+                        backend=backend)
+    out, lse = plan.run(q, prefix_k, prefix_v, suffix_k, suffix_v)
+    return (out, lse) if return_lse else out
+
+
+class CascadePlan:
+    """A planned cascade: one unmasked pass over the prefix, one varlen pass over the
+    suffixes, merged by LSE. ``run(q, prefix_k, prefix_v, suffix_k, suffix_v)``."""
+
+    __slots__ = ("prefix", "suffix")
+
+    def __init__(self, prefix: KernelPlan, suffix: KernelPlan) -> None:
+        self.prefix, self.suffix = prefix, suffix
+
+    def run(self, q, prefix_k, prefix_v, suffix_k, suffix_v) -> tuple[torch.Tensor, torch.Tensor]:
+        o_pre, lse_pre = self.prefix.run(q, prefix_k, prefix_v)
+        o_suf, lse_suf = self.suffix.run(q, suffix_k, suffix_v)
+        return merge_attention_states(o_pre, lse_pre, o_suf, lse_suf)
+
+
+def plan_cascade(
+    q: torch.Tensor,
+    num_kv_heads: int,
+    cu_seqlens_q: torch.Tensor,
+    cu_seqlens_suffix: torch.Tensor,
+    prefix_len: int,
+    *,
+    causal: bool = True,
+    softmax_scale: float | None = None,
+    softcap: float = 0.0,
+    backend: str = "auto",
+) -> CascadePlan:
+    """Plan :func:`cascade_attention` once for every layer of a step (arguments as there;
+    ``q`` is read for its shape, dtype and device only)."""
+    check_heads(q.shape[1], num_kv_heads)
+    check_cu_seqlens(cu_seqlens_q, cu_seqlens_suffix)
     q_lens, s_lens = cu_seqlens_q.diff(), cu_seqlens_suffix.diff()
     if causal and q.device.type == "cpu" and bool((q_lens > s_lens + 1).any()):
         raise ValueError(
@@ -90,21 +129,32 @@ def cascade_attention(
         softcap=softcap,
     )
     impl = resolve_backend(backend, q, params)
-    total_q, prefix_len = q.shape[0], prefix_k.shape[0]
+    total_q = q.shape[0]
     # every query of every worker sees the whole prefix: one unmasked "sequence"
     cu_all_q = torch.tensor([0, total_q], dtype=torch.int32, device=q.device)
     cu_all_k = torch.tensor([0, prefix_len], dtype=torch.int32, device=q.device)
     prefix_params = AttentionParams(False, params.softmax_scale, (-1, -1), params.softcap)
-    o_pre, lse_pre = impl.varlen(
-        q, prefix_k, prefix_v, cu_all_q, cu_all_k, total_q, prefix_len, prefix_params
-    )
+    prefix = impl.plan(q, num_kv_heads, cu_all_q, cu_all_k, total_q, prefix_len, prefix_params)
     max_q = int(q_lens.max()) if q_lens.numel() else 0
     max_s = int(s_lens.max()) if s_lens.numel() else 0
-    o_suf, lse_suf = impl.varlen(
-        q, suffix_k, suffix_v, cu_seqlens_q, cu_seqlens_suffix, max_q, max_s, params
-    )
-    out, lse = merge_attention_states(o_pre, lse_pre, o_suf, lse_suf)
-    return (out, lse) if return_lse else out
+    suffix = impl.plan(q, num_kv_heads, cu_seqlens_q, cu_seqlens_suffix, max_q, max_s, params)
+    return CascadePlan(prefix, suffix)
+
+
+class PagedCascadePlan:
+    """A planned :func:`paged_cascade_attention`: ``run(q, k_pages, v_pages)`` gathers the
+    prefix once and the suffixes once, then runs the cascade plan."""
+
+    __slots__ = ("cascade", "prefix_slots", "suffix_slots")
+
+    def __init__(self, cascade: CascadePlan, prefix_slots: torch.Tensor,
+                 suffix_slots: torch.Tensor) -> None:
+        self.cascade, self.prefix_slots, self.suffix_slots = cascade, prefix_slots, suffix_slots
+
+    def run(self, q, k_pages, v_pages) -> tuple[torch.Tensor, torch.Tensor]:
+        prefix_k, prefix_v = gather_unchecked(k_pages, v_pages, self.prefix_slots)
+        suffix_k, suffix_v = gather_unchecked(k_pages, v_pages, self.suffix_slots)
+        return self.cascade.run(q, prefix_k, prefix_v, suffix_k, suffix_v)
 
 
 def paged_cascade_attention(
@@ -152,10 +202,31 @@ def paged_cascade_attention(
     >>> out.shape
     torch.Size([2, 4, 8])
     """
-    prefix_k, prefix_v = gather_kv(k_pages, v_pages, prefix_slots)
-    suffix_k, suffix_v = gather_kv(k_pages, v_pages, suffix_slots)
-    return cascade_attention(
-        q, prefix_k, prefix_v, suffix_k, suffix_v, cu_seqlens_q, cu_seqlens_suffix,
-        causal=causal, softmax_scale=softmax_scale, softcap=softcap,
-        return_lse=return_lse, backend=backend,
-    )
+    plan = plan_paged_cascade(q, k_pages, cu_seqlens_q, prefix_slots, suffix_slots,
+                              cu_seqlens_suffix, causal=causal, softmax_scale=softmax_scale,
+                              softcap=softcap, backend=backend)
+    out, lse = plan.run(q, k_pages, v_pages)
+    return (out, lse) if return_lse else out
+
+
+def plan_paged_cascade(
+    q: torch.Tensor,
+    k_pages: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    prefix_slots: torch.Tensor,
+    suffix_slots: torch.Tensor,
+    cu_seqlens_suffix: torch.Tensor,
+    *,
+    causal: bool = True,
+    softmax_scale: float | None = None,
+    softcap: float = 0.0,
+    backend: str = "auto",
+) -> PagedCascadePlan:
+    """Plan :func:`paged_cascade_attention` once for every layer of a step."""
+    _flat(k_pages, "k_pages")
+    _check_slots(prefix_slots, "prefix_slots")
+    _check_slots(suffix_slots, "suffix_slots")
+    cascade = plan_cascade(q, k_pages.shape[2], cu_seqlens_q, cu_seqlens_suffix,
+                           prefix_slots.numel(), causal=causal, softmax_scale=softmax_scale,
+                           softcap=softcap, backend=backend)
+    return PagedCascadePlan(cascade, prefix_slots, suffix_slots)

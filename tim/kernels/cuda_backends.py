@@ -14,7 +14,7 @@ import torch
 
 from tim.kernels.params import AttentionParams
 
-__all__ = ["FlashBackend", "TorchCudaBackend"]
+__all__ = ["CudaPlan", "FlashBackend", "TorchCudaBackend"]
 
 _HALF = (torch.float16, torch.bfloat16)
 _NATIVE_PAGE = 256  # flash-attn's paged kernels need page_size % 256 == 0
@@ -68,7 +68,39 @@ def _cu_from_lens(seqlens_k: torch.Tensor) -> torch.Tensor:
     return cu
 
 
-class FlashBackend:
+class CudaPlan:
+    """One packed call of a flash-attn kernel: offsets and launch sizes, fixed for a step.
+
+    ``run(q, k, v)`` takes keys and values packed ``(total_k, Hkv, D)``, or the pool's pages
+    ``(P, S, Hkv, D)`` when the plan holds a block table.
+    """
+
+    __slots__ = ("call", "cu_q", "cu_k", "max_q", "max_k", "params", "extra")
+
+    def __init__(self, call, cu_q, cu_k, max_q, max_k, params, **extra) -> None:
+        self.call, self.cu_q, self.cu_k, self.max_q, self.max_k = call, cu_q, cu_k, max_q, max_k
+        self.params, self.extra = params, extra
+
+    def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+        if q.shape[0] == 0:
+            return _empty(q)
+        return self.call(q, k, v, self.cu_q, self.cu_k, self.max_q, self.max_k, self.params,
+                         **self.extra)
+
+
+class _FlashFamily:
+    """What both flash-attn backends share: a plan is the kernel's arguments, kept."""
+
+    def _call(self, q, k, v, cu_q, cu_k, max_q, max_k, params, **extra):
+        raise NotImplementedError
+
+    def plan(self, q, num_kv_heads, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+             params) -> CudaPlan:
+        return CudaPlan(self._call, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, params)
+
+
+class FlashBackend(_FlashFamily):
     """``flash_attn.flash_attn_varlen_func`` (FlashAttention-2, installed separately)."""
 
     name = "flash"
@@ -99,27 +131,15 @@ class FlashBackend:
         out, lse, *_ = fn(q, k, v, cu_q, cu_k, max_q, max_k, **kwargs)
         return out, _fix_lse(lse, q.shape[1], q.shape[0])
 
-    def varlen(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, params):
-        if q.shape[0] == 0:
-            return _empty(q)
-        return self._call(
-            q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, params
-        )
-
-    def paged(
-        self, q, k_pages, v_pages, cu_seqlens_q, block_table, seqlens_k, max_q, max_k, params
-    ):
+    def plan_paged(self, q, k_pages, cu_seqlens_q, block_table, seqlens_k, max_q, max_k,
+                   params) -> CudaPlan | None:
         if k_pages.shape[1] % _NATIVE_PAGE or "block_table" not in _flash_varlen()[1]:
             return None
-        if q.shape[0] == 0:
-            return _empty(q)
-        return self._call(
-            q, k_pages, v_pages, cu_seqlens_q, _cu_from_lens(seqlens_k), max_q, max_k, params,
-            block_table=block_table,
-        )
+        return CudaPlan(self._call, cu_seqlens_q, _cu_from_lens(seqlens_k), max_q, max_k, params,
+                        block_table=block_table)
 
 
-class TorchCudaBackend:
+class TorchCudaBackend(_FlashFamily):
     """PyTorch's built-in FlashAttention varlen, ``torch.nn.attention.varlen.varlen_attn``."""
 
     name = "torch-cuda"
@@ -158,22 +178,10 @@ class TorchCudaBackend:
         out, lse = fn(q, k, v, cu_q, cu_k, max_q, max_k, **kwargs)
         return out[..., :dim], _fix_lse(lse, q.shape[1], q.shape[0])
 
-    def varlen(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, params):
-        if q.shape[0] == 0:
-            return _empty(q)
-        return self._call(
-            q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, params
-        )
-
-    def paged(
-        self, q, k_pages, v_pages, cu_seqlens_q, block_table, seqlens_k, max_q, max_k, params
-    ):
+    def plan_paged(self, q, k_pages, cu_seqlens_q, block_table, seqlens_k, max_q, max_k,
+                   params) -> CudaPlan | None:
         names = _torch_varlen()[1]
         if k_pages.shape[1] % _NATIVE_PAGE or not {"block_table", "seqused_k"} <= names:
             return None
-        if q.shape[0] == 0:
-            return _empty(q)
-        return self._call(
-            q, k_pages, v_pages, cu_seqlens_q, _cu_from_lens(seqlens_k), max_q, max_k, params,
-            block_table=block_table, seqused_k=seqlens_k,
-        )
+        return CudaPlan(self._call, cu_seqlens_q, _cu_from_lens(seqlens_k), max_q, max_k, params,
+                        block_table=block_table, seqused_k=seqlens_k)

@@ -13,6 +13,10 @@ they cover. A block then runs one kernel of :mod:`tim.kernels.torch_kernels`:
 - ``matmul``: two batched matmuls with an explicit mask, for softcap and off-CPU devices;
   ``sdpa``: ``scaled_dot_product_attention`` with a boolean mask (the ``sdpa`` backend).
 
+All of that is decided from the offsets alone, so it is done once per packed call in
+:func:`plan_blocks` (cutting blocks, choosing kernels, building masks) and the resulting
+:class:`TorchPlan` runs every layer of a step with tensor work only.
+
 The block's *offset* ``off`` says which diagonal is ``j - i = off``; for a whole sequence it is
 ``Lk - Lq`` (bottom-right alignment)::
 
@@ -31,7 +35,7 @@ from tim.kernels.merge import merge_attention_states
 from tim.kernels.params import AttentionParams, check_offsets
 from tim.kernels.reference import visible_mask
 
-__all__ = ["TorchBackend", "SdpaBackend", "attend_varlen", "attend_block"]
+__all__ = ["TorchBackend", "SdpaBackend", "TorchPlan", "plan_blocks", "attend_varlen"]
 
 _MATMUL_SCORES = 1 << 22  # score elements per matmul block (16 MiB in fp32)
 _MASK_ELEMENTS = 1 << 24  # mask elements per flash-cpu block
@@ -43,6 +47,7 @@ class TorchBackend:
     """Runs anywhere PyTorch runs; on CPU it uses ATen's fused flash-attention kernel."""
 
     name = "torch"
+    kernel = "auto"
 
     def unavailable_reason(self, device: torch.device) -> str | None:
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -52,13 +57,12 @@ class TorchBackend:
     def unsupported_reason(self, q: torch.Tensor, params: AttentionParams) -> str | None:
         return None if q.is_floating_point() else f"dtype {q.dtype} is not floating point"
 
-    def varlen(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, params):
-        cu_q, cu_k = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
-        check_offsets("cu_seqlens_q", cu_q, q.shape[0])
-        check_offsets("cu_seqlens_k", cu_k, k.shape[0])
-        return attend_varlen(q, k, v, cu_q, cu_k, params)
+    def plan(self, q, num_kv_heads, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k,
+             params) -> TorchPlan:
+        return plan_blocks(q, num_kv_heads, cu_seqlens_q.tolist(), cu_seqlens_k.tolist(),
+                           params, kernel=self.kernel)
 
-    def paged(self, *args, **kwargs):
+    def plan_paged(self, *args, **kwargs) -> None:
         return None  # gathering by slots is as fast as anything we could do here
 
 
@@ -70,17 +74,112 @@ class SdpaBackend(TorchBackend):
     """
 
     name = "sdpa"
+    kernel = "sdpa"
 
     def unsupported_reason(self, q: torch.Tensor, params: AttentionParams) -> str | None:
         if params.softcap > 0:
             return "scaled_dot_product_attention has no softcap"
         return super().unsupported_reason(q, params)
 
-    def varlen(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, params):
-        cu_q, cu_k = cu_seqlens_q.tolist(), cu_seqlens_k.tolist()
-        check_offsets("cu_seqlens_q", cu_q, q.shape[0])
-        check_offsets("cu_seqlens_k", cu_k, k.shape[0])
-        return attend_varlen(q, k, v, cu_q, cu_k, params, kernel="sdpa")
+
+class TorchPlan:
+    """One packed call of the ``torch`` backend, planned: a list of block operations.
+
+    Each operation is a tuple whose first entry names it::
+
+        ("zero", q0, q1)                      rows that see no key: out 0, lse -inf
+        ("batch", q0, q1, k0, k1, n)          n equal full sequences, one fused call
+        ("split", q0, q1, k0, k1, off)        causal square after `off` fully visible keys
+        (kernel, q0, q1, k0, k1, mask)        one block; mask None (all visible), a bool
+                                              (Lq, Lk) mask, or for flash-cpu a float bias
+
+    :meth:`run` does only tensor work, so one plan serves every layer of a step.
+    """
+
+    __slots__ = ("ops", "total_q", "total_k", "scale", "params")
+
+    def __init__(self, ops: list[tuple], total_q: int, total_k: int,
+                 params: AttentionParams) -> None:
+        self.ops, self.total_q, self.total_k = ops, total_q, total_k
+        self.params, self.scale = params, params.softmax_scale
+
+    def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``q (total_q, H, D)``, ``k, v (total_k, Hkv, D)`` -> ``(out (total_q, H, D),
+        lse (H, total_q))``."""
+        if q.shape[0] != self.total_q:
+            raise ValueError(f"this plan is for {self.total_q} queries, got q {tuple(q.shape)}")
+        if k.shape[0] < self.total_k:
+            raise ValueError(
+                f"cu_seqlens_k must end <= {k.shape[0]} (the rows of k), got {self.total_k}"
+            )
+        if len(self.ops) == 1 and self.ops[0][0] != "zero":  # one block covers every row
+            return self._run_op(self.ops[0], q, k, v)
+        lse_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
+        out = torch.empty(q.shape, dtype=q.dtype, device=q.device)  # every row is written below
+        lse = torch.full((q.shape[1], q.shape[0]), float("-inf"), dtype=lse_dtype,
+                         device=q.device)
+        for op in self.ops:
+            q0, q1 = op[1], op[2]
+            if op[0] == "zero":
+                out[q0:q1] = 0
+            else:
+                out[q0:q1], lse[:, q0:q1] = self._run_op(op, q, k, v)
+        return out, lse
+
+    def _run_op(self, op: tuple, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        kind, q0, q1, k0, k1, extra = op
+        qb, kb, vb = q[q0:q1], k[k0:k1], v[k0:k1]
+        if kind == "batch":
+            return tk.flash_cpu_batch(qb, kb, vb, extra, self.scale)
+        if kind == "split":
+            o, lse = tk.flash_cpu_causal(qb, kb[extra:], vb[extra:], self.scale)
+            if not extra:
+                return o, lse
+            o_pre, lse_pre = tk.flash_cpu(qb, kb[:extra], vb[:extra], None, self.scale)
+            return merge_attention_states(o_pre, lse_pre, o, lse)
+        if kind == "flash-cpu":
+            return tk.flash_cpu(qb, kb, vb, extra, self.scale)
+        if kind == "matmul":
+            return tk.matmul_attention(qb, kb, vb, extra, self.params)
+        return tk.sdpa_attention(qb, kb, vb, extra, self.params)
+
+
+def plan_blocks(
+    q: torch.Tensor,
+    num_kv_heads: int,
+    cu_q: list[int],
+    cu_k: list[int],
+    params: AttentionParams,
+    *,
+    kernel: str = "auto",
+) -> TorchPlan:
+    """Cut a packed call into block operations (see :class:`TorchPlan`).
+
+    ``q`` is read for its shape, dtype and device only. ``kernel`` is ``"auto"`` (flash-cpu on
+    CPU, else matmul), ``"matmul"`` or ``"sdpa"``. Offsets are host lists, checked here.
+    """
+    check_offsets("cu_seqlens_q", cu_q, q.shape[0])
+    check_offsets("cu_seqlens_k", cu_k, cu_k[-1])
+    if kernel == "auto":
+        fused = params.softcap == 0 and q.device.type == "cpu" and tk.flash_cpu_op() is not None
+        kernel = "flash-cpu" if fused else "matmul"
+    ops: list[tuple] = []
+    group = q.shape[1] // num_kv_heads
+    b, num_seqs = 0, len(cu_q) - 1
+    while b < num_seqs:
+        q0, k0 = cu_q[b], cu_k[b]
+        q_len, k_len = cu_q[b + 1] - q0, cu_k[b + 1] - k0
+        run = 1
+        if kernel == "flash-cpu" and 0 < q_len <= _MAX_BATCHED_ROWS and k_len > 0:
+            run = _equal_full_run(cu_q, cu_k, b, params)
+        if run > 1:  # e.g. a decode step of workers with equal views: one call for all
+            ops.append(("batch", q0, q0 + run * q_len, k0, k0 + run * k_len, run))
+        else:
+            ops.extend(_plan_sequence((q0, q_len, k0, k_len), params, kernel, q, group))
+        b += run
+    return TorchPlan(ops, q.shape[0], cu_k[-1], params)
 
 
 def attend_varlen(
@@ -93,66 +192,36 @@ def attend_varlen(
     *,
     kernel: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Varlen attention with host-side offsets.
-
-    ``kernel`` is ``"auto"`` (flash-cpu on CPU, else matmul), ``"matmul"`` or ``"sdpa"``.
-
-    Shapes as in :func:`tim.kernels.varlen_attention`; returns ``(out, lse)``.
-    """
-    lse_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
-    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)  # every row is written below
-    lse = torch.full((q.shape[1], q.shape[0]), float("-inf"), dtype=lse_dtype, device=q.device)
-    if kernel == "auto":
-        fused = params.softcap == 0 and q.device.type == "cpu" and tk.flash_cpu_op() is not None
-        kernel = "flash-cpu" if fused else "matmul"
-    b, num_seqs = 0, len(cu_q) - 1
-    while b < num_seqs:
-        q0, k0 = cu_q[b], cu_k[b]
-        q_len, k_len = cu_q[b + 1] - q0, cu_k[b + 1] - k0
-        run = 1
-        if kernel == "flash-cpu" and 0 < q_len <= _MAX_BATCHED_ROWS and k_len > 0:
-            run = _equal_full_run(cu_q, cu_k, b, params)
-        if run > 1:  # e.g. a decode step of workers with equal views: one call for all
-            o, run_lse = tk.flash_cpu_batch(
-                q[q0 : q0 + run * q_len], k[k0 : k0 + run * k_len], v[k0 : k0 + run * k_len],
-                run, params.softmax_scale,
-            )
-            out[q0 : q0 + run * q_len] = o
-            lse[:, q0 : q0 + run * q_len] = run_lse
-        else:
-            _attend_sequence(q, k, v, out, lse, (q0, q_len, k0, k_len), params, kernel)
-        b += run
-    return out, lse
+    """Plan and run one call: varlen attention with host-side offsets, returning
+    ``(out, lse)`` (shapes as in :func:`tim.kernels.varlen_attention`)."""
+    return plan_blocks(q, k.shape[1], cu_q, cu_k, params, kernel=kernel).run(q, k, v)
 
 
-def _attend_sequence(q, k, v, out, lse, extent, params: AttentionParams, kernel: str) -> None:
-    """Fill ``out``/``lse`` rows of one sequence, ``extent = (q0, q_len, k0, k_len)``."""
+def _plan_sequence(extent, params: AttentionParams, kernel: str, q: torch.Tensor,
+                   group: int) -> list[tuple]:
+    """The operations of one sequence, ``extent = (q0, q_len, k0, k_len)``."""
     q0, q_len, k0, k_len = extent
     if k_len == 0 or q_len == 0:
-        out[q0 : q0 + q_len] = 0
-        return
+        return [("zero", q0, q0 + q_len, 0, 0, None)]
     left, right = params.bounds()
     if kernel != "flash-cpu":
         rows = max(1, _MATMUL_SCORES // (q.shape[1] * k_len))
     else:
-        rows = min(2048, max(64, _MASK_ELEMENTS // (q.shape[1] // k.shape[1] * k_len)))
+        rows = min(2048, max(64, _MASK_ELEMENTS // (group * k_len)))
     # Row block [a, e) reaches keys [c, d); inside it the diagonal moves to off + a - c.
     #     keys:   0 ....... c ====== d ...... Lk
     #     row a:            [a+off-left, a+off+right]
     #     row e-1:                [e-1+off-left, e-1+off+right]
     off = k_len - q_len
     first = min(q_len, 0 if right is None else max(0, -off - right))  # rows before see none
-    out[q0 : q0 + first] = 0
+    ops = [("zero", q0, q0 + first, 0, 0, None)] if first else []
     for a in range(first, q_len, rows):
         e = min(q_len, a + rows)
         c = 0 if left is None else max(0, a + off - left)
         d = k_len if right is None else min(k_len, e - 1 + off + right + 1)
-        o, blk_lse = attend_block(
-            q[q0 + a : q0 + e], k[k0 + c : k0 + d], v[k0 + c : k0 + d], off + a - c, params,
-            kernel=kernel,
-        )
-        out[q0 + a : q0 + e] = o
-        lse[:, q0 + a : q0 + e] = blk_lse
+        ops.append(_plan_block((q0 + a, q0 + e, k0 + c, k0 + d), off + a - c, params, kernel,
+                               q, group))
+    return ops
 
 
 def _is_full(q_len: int, k_len: int, off: int, params: AttentionParams) -> bool:
@@ -174,43 +243,18 @@ def _equal_full_run(cu_q: list[int], cu_k: list[int], b: int, params: AttentionP
     return end - b
 
 
-def attend_block(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    off: int,
-    params: AttentionParams,
-    *,
-    kernel: str = "flash-cpu",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One block where every row sees at least one key, by ``kernel`` (see module docstring).
-
-    Parameters
-    ----------
-    q : torch.Tensor
-        ``(Lq, H, D)`` queries.
-    k, v : torch.Tensor
-        ``(Lk, Hkv, D)`` keys and values.
-    off : int
-        Query ``i`` sees key ``j`` when ``-left <= j - i - off <= right`` (``params.bounds()``).
-
-    Returns
-    -------
-    ``(out (Lq, H, D) in q's dtype, lse (H, Lq))``.
-    """
-    q_len, k_len = q.shape[0], k.shape[0]
+def _plan_block(bounds: tuple[int, int, int, int], off: int, params: AttentionParams,
+                kernel: str, q: torch.Tensor, group: int) -> tuple:
+    """One block ``q[q0:q1]`` over ``k[k0:k1]`` where every row sees at least one key; query
+    ``i`` sees key ``j`` when ``-left <= j - i - off <= right`` (``params.bounds()``)."""
+    q0, q1, k0, k1 = bounds
+    q_len, k_len = q1 - q0, k1 - k0
     left, right = params.bounds()
     full = _is_full(q_len, k_len, off, params)
     causal_square = left is None and right == 0 and off >= 0 and k_len == off + q_len
     if kernel == "flash-cpu" and not full and causal_square and q_len >= _MIN_SPLIT_ROWS:
-        o_sq, lse_sq = tk.flash_cpu_causal(q, k[off:], v[off:], params.softmax_scale)
-        if off == 0:
-            return o_sq, lse_sq
-        o_pre, lse_pre = tk.flash_cpu(q, k[:off], v[:off], None, params.softmax_scale)
-        return merge_attention_states(o_pre, lse_pre, o_sq, lse_sq)
+        return ("split", *bounds, off)
     mask = None if full else visible_mask(q_len, k_len, params, q.device, off=off)
-    if kernel == "matmul":
-        return tk.matmul_attention(q, k, v, mask, params)
-    if kernel == "sdpa":
-        return tk.sdpa_attention(q, k, v, mask, params)
-    return tk.flash_cpu(q, k, v, mask, params.softmax_scale)
+    if kernel == "flash-cpu" and mask is not None:
+        mask = tk.flash_bias(mask, group, q.dtype)  # (G*Lq, Lk)
+    return (kernel, *bounds, mask)

@@ -14,6 +14,7 @@ import torch
 from tim.kernels.params import AttentionParams
 
 __all__ = [
+    "flash_bias",
     "flash_cpu",
     "flash_cpu_batch",
     "flash_cpu_causal",
@@ -46,16 +47,20 @@ def unfold(o: torch.Tensor, lse: torch.Tensor, q_len: int) -> tuple[torch.Tensor
     return o.reshape(q_len, num_kv_heads * group, dim), lse.reshape(num_kv_heads * group, q_len)
 
 
-def flash_cpu(q, k, v, mask, scale) -> tuple[torch.Tensor, torch.Tensor]:
+def flash_bias(mask: torch.Tensor, group: int, dtype: torch.dtype) -> torch.Tensor:
+    """The additive bias :func:`flash_cpu` takes for a bool ``(Lq, Lk)`` mask: 0 where visible,
+    ``-inf`` elsewhere, repeated for the ``G`` folded query heads -> ``(G * Lq, Lk)``."""
+    bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+    return bias.masked_fill_(~mask, float("-inf")).repeat(group, 1)  # (G*Lq, Lk)
+
+
+def flash_cpu(q, k, v, bias, scale) -> tuple[torch.Tensor, torch.Tensor]:
+    """ATen's fused CPU kernel on one block, GQA heads folded into rows; ``bias`` is None (all
+    keys visible) or :func:`flash_bias` of the block's mask."""
     q_len, num_kv_heads = q.shape[0], k.shape[1]
-    group = q.shape[1] // num_kv_heads
     qf = fold(q, num_kv_heads).unsqueeze(0)  # (1, Hkv, G*Lq, D)
     kf = k.permute(1, 0, 2).unsqueeze(0)  # (1, Hkv, Lk, D), a view
     vf = v.permute(1, 0, 2).unsqueeze(0)  # (1, Hkv, Lk, D), a view
-    bias = None
-    if mask is not None:
-        bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device)
-        bias = bias.masked_fill_(~mask, float("-inf")).repeat(group, 1)  # (G*Lq, Lk)
     o, lse = flash_cpu_op()(qf, kf, vf, 0.0, False, attn_mask=bias, scale=scale)
     return unfold(o[0], lse[0], q_len)
 

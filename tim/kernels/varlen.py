@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from tim.kernels.backends import resolve_backend
-from tim.kernels.params import AttentionParams, check_varlen_args
+from tim.kernels.backends import KernelPlan, resolve_backend
+from tim.kernels.params import AttentionParams, check_cu_seqlens, check_heads, check_varlen_args
 
-__all__ = ["varlen_attention"]
+__all__ = ["plan_varlen", "varlen_attention"]
 
 
 def varlen_attention(
@@ -100,15 +100,51 @@ def varlen_attention(
     (torch.Size([3, 4, 16]), torch.Size([4, 3]))
     """
     check_varlen_args(q, k, v, cu_seqlens_q, cu_seqlens_k)
+    plan = plan_varlen(
+        q, k.shape[1], cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, causal=causal,
+        softmax_scale=softmax_scale, window_size=window_size, softcap=softcap, backend=backend,
+    )
+    out, lse = plan.run(q, k, v)
+    return (out, lse) if return_lse else out
+
+
+def plan_varlen(
+    q: torch.Tensor,
+    num_kv_heads: int,
+    cu_seqlens_q: torch.Tensor,
+    cu_seqlens_k: torch.Tensor,
+    max_seqlen_q: int,
+    max_seqlen_k: int,
+    *,
+    causal: bool = True,
+    softmax_scale: float | None = None,
+    window_size: tuple[int, int] = (-1, -1),
+    softcap: float = 0.0,
+    backend: str = "auto",
+) -> KernelPlan:
+    """Plan :func:`varlen_attention` once, to run it on many layers' tensors.
+
+    Everything that depends only on the offsets and options (the backend, argument checks,
+    the block cut and masks of the ``torch`` backend) is done here. ``plan.run(q, k, v)``
+    returns ``(out, lse)`` for any ``q (total_q, H, D)`` and ``k, v (total_k, Hkv, D)`` of the
+    planned shapes, dtype and device; ``q`` given here is read for those only.
+
+    Examples
+    --------
+    >>> cu = torch.tensor([0, 1, 3], dtype=torch.int32)
+    >>> q, k = torch.randn(3, 4, 16), torch.randn(3, 2, 16)
+    >>> plan = plan_varlen(q, 2, cu, cu, 2, 2)
+    >>> out, lse = plan.run(q, k, k)          # layer 0
+    >>> out, lse = plan.run(q * 2, k, k)      # layer 1: the same plan
+    >>> out.shape, lse.shape
+    (torch.Size([3, 4, 16]), torch.Size([4, 3]))
+    """
+    check_heads(q.shape[1], num_kv_heads)
+    check_cu_seqlens(cu_seqlens_q, cu_seqlens_k)
     params = AttentionParams.build(
-        q.shape[2],
-        causal=causal,
-        softmax_scale=softmax_scale,
-        window_size=window_size,
+        q.shape[2], causal=causal, softmax_scale=softmax_scale, window_size=window_size,
         softcap=softcap,
     )
     impl = resolve_backend(backend, q, params)
-    out, lse = impl.varlen(
-        q, k, v, cu_seqlens_q, cu_seqlens_k, int(max_seqlen_q), int(max_seqlen_k), params
-    )
-    return (out, lse) if return_lse else out
+    return impl.plan(q, num_kv_heads, cu_seqlens_q, cu_seqlens_k, int(max_seqlen_q),
+                     int(max_seqlen_k), params)
