@@ -6,6 +6,8 @@
 - :mod:`tim.pruning.plan`: :func:`plan_evictions`, which checks a rule's choice and defers
   lists that several views share.
 - :mod:`tim.pruning.tracker`: :class:`PruneTracker`, the stateful shell the engine drives.
+- :mod:`tim.pruning.records`: the tracker's mutable task and list records, and the
+  read-only checks on them (eviction preconditions, invariants, the snapshot).
 
 See ``docs/pruning.md`` for the rule and a picture of which tokens survive.
 """

@@ -3,7 +3,8 @@
 The engine drives it with events; :meth:`PruneTracker.prune` runs the pure core
 (:func:`tim.pruning.plan_evictions` on a :class:`tim.pruning.PruneState` snapshot) and
 records the evictions. The tracker holds no tokens: the engine maps each list id to the
-spans it covers and evicts those.
+spans it covers and evicts those. Its records, and the read-only questions asked of them
+(eviction preconditions, invariants, the snapshot), are :mod:`tim.pruning.records`'s.
 
 Events, in the order a run produces them::
 
@@ -21,32 +22,19 @@ Events, in the order a run produces them::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from tim.errors import TimError
 from tim.pruning.plan import EvictionPlan, plan_evictions
+from tim.pruning.records import (
+    ListRecord,
+    TaskRecord,
+    eviction_blocker,
+    freeze,
+    integrity_problem,
+)
 from tim.pruning.rules import Rule
-from tim.pruning.state import ListId, ListInfo, PruneState, PruneStatus, TaskId, TaskInfo, ViewId
+from tim.pruning.state import ListId, PruneState, PruneStatus, TaskId, ViewId
 
 __all__ = ["PruneTracker"]
-
-
-@dataclass
-class _Task:
-    parent_list: ListId | None
-    status: PruneStatus = PruneStatus.RUNNING
-    own_list: ListId | None = None
-
-
-@dataclass
-class _List:
-    owner: TaskId
-    parent: ListId | None
-    completion: int | None = None
-    items: list[TaskId] = field(default_factory=list)
-    nested: list[ListId] = field(default_factory=list)
-    holders: set[ViewId] = field(default_factory=set)
-    evicted_in: set[ViewId] = field(default_factory=set)
 
 
 class PruneTracker:
@@ -85,8 +73,8 @@ class PruneTracker:
         if not isinstance(rule, Rule):
             raise ValueError(f"rule must have a select(state, view) method, got {rule!r}")
         self._rule = rule
-        self._tasks: dict[TaskId, _Task] = {}
-        self._lists: dict[ListId, _List] = {}
+        self._tasks: dict[TaskId, TaskRecord] = {}
+        self._lists: dict[ListId, ListRecord] = {}
         self._views: set[ViewId] = set()
         self._num_completed = 0
 
@@ -145,7 +133,7 @@ class PruneTracker:
             ):
                 raise ValueError(f"list {parent_list} is closed; it takes no new task")
         task = len(self._tasks)
-        self._tasks[task] = _Task(parent_list=parent_list)
+        self._tasks[task] = TaskRecord(parent_list=parent_list)
         if parent_list is not None:
             self._lists[parent_list].items.append(task)
         return task
@@ -185,7 +173,7 @@ class PruneTracker:
                 f"view {view} does not hold list {parent}, which contains task {owner}"
             )
         list_id = len(self._lists)
-        self._lists[list_id] = _List(owner=owner, parent=parent, holders={view})
+        self._lists[list_id] = ListRecord(owner=owner, parent=parent, holders={view})
         if parent is not None:
             self._lists[parent].nested.append(list_id)
         record.own_list = list_id
@@ -209,19 +197,7 @@ class PruneTracker:
 
     def snapshot(self) -> PruneState:
         """An immutable copy of the current state."""
-        tasks = {i: TaskInfo(i, t.parent_list, t.status) for i, t in self._tasks.items()}
-        lists = {
-            i: ListInfo(
-                id=i,
-                owner=info.owner,
-                parent=info.parent,
-                completion=info.completion,
-                holders=frozenset(info.holders),
-                evicted_in=frozenset(info.evicted_in),
-            )
-            for i, info in self._lists.items()
-        }
-        return PruneState(tasks=tasks, lists=lists, views=frozenset(self._views))
+        return freeze(self._tasks, self._lists, self._views)
 
     def plan(self) -> tuple[EvictionPlan, ...]:
         """What the rule would evict now, without recording anything."""
@@ -258,17 +234,9 @@ class PruneTracker:
 
     def check_integrity(self) -> None:
         """Raise :class:`tim.TimError` if an internal invariant is broken."""
-        for i, info in self._lists.items():
-            if not (info.holders | info.evicted_in) <= self._views:
-                raise TimError(f"list {i} names views that are not live")
-            if info.holders & info.evicted_in:
-                raise TimError(f"list {i} is both held and evicted in a view")
-            if info.evicted_in and info.completion is None:
-                raise TimError(f"list {i} is evicted but not completed")
-            if info.completion is not None and self._contains_running(i):
-                raise TimError(f"list {i} is completed but a running task is inside it")
-            if info.parent is not None and not info.holders <= self._lists[info.parent].holders:
-                raise TimError(f"list {i} is held by a view that does not hold its parent list")
+        problem = integrity_problem(self._tasks, self._lists, self._views)
+        if problem is not None:
+            raise TimError(problem)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -276,12 +244,12 @@ class PruneTracker:
         if view not in self._views:
             raise ValueError(f"view {view!r} is not live")
 
-    def _require_task(self, task: TaskId) -> _Task:
+    def _require_task(self, task: TaskId) -> TaskRecord:
         if task not in self._tasks:
             raise ValueError(f"unknown task {task!r}")
         return self._tasks[task]
 
-    def _require_list(self, list_id: ListId) -> _List:
+    def _require_list(self, list_id: ListId) -> ListRecord:
         if list_id not in self._lists:
             raise ValueError(f"unknown list {list_id!r}")
         return self._lists[list_id]
@@ -297,27 +265,5 @@ class PruneTracker:
         self._lists[list_id].completion = self._num_completed
         self._num_completed += 1
 
-    def _contains_running(self, list_id: ListId) -> bool:
-        for task in self._lists[list_id].items:
-            record = self._tasks[task]
-            if record.status is PruneStatus.RUNNING:
-                return True
-            if record.own_list is not None and self._contains_running(record.own_list):
-                return True
-        return False
-
     def _why_not_evictable(self, view: ViewId, list_id: ListId) -> str | None:
-        if view not in self._views:
-            return "the view is not live"
-        if list_id not in self._lists:
-            return "there is no such list"
-        info = self._lists[list_id]
-        if view not in info.holders:
-            return "the view does not hold it"
-        if info.completion is None:
-            return "it is not completed"
-        if self._contains_running(list_id):
-            return "a running task is inside it"
-        if info.holders != {view}:
-            return f"it is shared with views {sorted(info.holders - {view})}"
-        return None
+        return eviction_blocker(self._tasks, self._lists, self._views, view=view, list_id=list_id)
