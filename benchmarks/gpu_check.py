@@ -830,6 +830,7 @@ def paged_case(sizes: Sizes, device: torch.device, backend: str) -> dict:
         block_table_to_slots,
         gather_kv,
         paged_attention,
+        plan_paged,
         reference_attention,
         varlen_attention,
     )
@@ -853,8 +854,8 @@ def paged_case(sizes: Sizes, device: torch.device, backend: str) -> dict:
     cu_q, max_k = cu([1] * seqs, device), int(lens.max())
     slots, cu_k = block_table_to_slots(table, seqlens, page)
     params = AttentionParams(True, D**-0.5, (-1, -1), 0.0)
-    native = resolve_backend(backend, q, params).paged(
-        q, k_pages, v_pages, cu_q, table, seqlens, 1, max_k, params) is not None
+    native = plan_paged(q, k_pages, cu_q, table, seqlens, max_seqlen_q=1, max_seqlen_k=max_k,
+                        backend=backend).native
 
     def paged():
         return paged_attention(q, k_pages, v_pages, cu_q, table, seqlens, max_seqlen_q=1,
