@@ -1,0 +1,157 @@
+"""Accuracy and memory per size and configuration: aggregate, table, plot."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .evaluate import CONFIGS, RunOutcome
+
+__all__ = ["Cell", "aggregate", "wilson", "accuracy_table", "cost_table", "plot_accuracy",
+           "replace_block"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Every run of one configuration at one height."""
+
+    config: str
+    height: int
+    num_runs: int
+    num_correct: int
+    flat_over_window: float  # mean reference flat trace length / window
+    mean_tokens: float  # mean tokens of a run (prompt + generated + forced)
+    peak_live_tokens: int  # largest over the runs
+    max_position: int  # largest over the runs
+    tokens_per_s: float  # generated tokens / wall time, over all the runs
+    pruned_share: float  # evicted / tokens, over all the runs
+    failure: str | None  # the most common failure, if any
+
+    @property
+    def accuracy(self) -> float:
+        return self.num_correct / self.num_runs
+
+
+def wilson(num_correct: int, num_runs: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default).
+
+    >>> [round(x, 3) for x in wilson(8, 10)]
+    [0.49, 0.943]
+    >>> wilson(0, 0)
+    (0.0, 1.0)
+    """
+    if num_runs == 0:
+        return 0.0, 1.0
+    p = num_correct / num_runs
+    denom = 1 + z * z / num_runs
+    mid = (p + z * z / (2 * num_runs)) / denom
+    half = z * math.sqrt(p * (1 - p) / num_runs + z * z / (4 * num_runs**2)) / denom
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
+def aggregate(outcomes: Sequence[RunOutcome], *, window: int) -> list[Cell]:
+    """One :class:`Cell` per (configuration, height), configurations in ``CONFIGS`` order."""
+    groups: dict[tuple[str, int], list[RunOutcome]] = {}
+    for out in outcomes:
+        groups.setdefault((out.config, out.height), []).append(out)
+    cells = []
+    for (config, height), runs in sorted(groups.items(),
+                                         key=lambda kv: (CONFIGS.index(kv[0][0]), kv[0][1])):
+        failures = Counter(r.failure for r in runs if r.failure)
+        tokens = sum(r.num_tokens for r in runs)
+        wall = sum(r.wall_time_s for r in runs)
+        cells.append(Cell(
+            config=config, height=height, num_runs=len(runs),
+            num_correct=sum(r.correct for r in runs),
+            flat_over_window=sum(r.flat_trace_tokens for r in runs) / len(runs) / window,
+            mean_tokens=tokens / len(runs),
+            peak_live_tokens=max(r.peak_live_tokens for r in runs),
+            max_position=max(r.max_position for r in runs),
+            tokens_per_s=sum(r.num_generated for r in runs) / wall if wall else 0.0,
+            pruned_share=sum(r.num_evicted for r in runs) / tokens if tokens else 0.0,
+            failure=failures.most_common(1)[0][0] if failures else None,
+        ))
+    return cells
+
+
+def accuracy_table(cells: Sequence[Cell]) -> str:
+    """Markdown: one row per height, one column per configuration, ``k/n (interval)``."""
+    configs = [c for c in CONFIGS if any(cell.config == c for cell in cells)]
+    heights = sorted({cell.height for cell in cells})
+    by_key = {(c.config, c.height): c for c in cells}
+    head = "| height | leaves | flat trace ÷ window | " + " | ".join(f"`{c}`" for c in configs)
+    lines = [head + " |", "|---:|---:|---:|" + "---|" * len(configs)]
+    for h in heights:
+        ratio = next(c.flat_over_window for c in cells if c.height == h)
+        row = [str(h), str(2**h), f"{ratio:.1f}×"]
+        for config in configs:
+            cell = by_key.get((config, h))
+            if cell is None:
+                row.append("–")
+                continue
+            lo, hi = wilson(cell.num_correct, cell.num_runs)
+            row.append(f"{cell.num_correct}/{cell.num_runs} ({lo:.2f}–{hi:.2f})")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def cost_table(cells: Sequence[Cell]) -> str:
+    """Markdown: memory, positions, speed and the common failure of every cell."""
+    lines = ["| configuration | height | tokens per run | peak live KV | max position | "
+             "generated tok/s | KV pruned or dropped | most common failure |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for c in cells:
+        lines.append(f"| `{c.config}` | {c.height} | {c.mean_tokens:,.0f} | "
+                     f"{c.peak_live_tokens} | {c.max_position} | {c.tokens_per_s:,.0f} | "
+                     f"{100 * c.pruned_share:.0f}% | {c.failure or '–'} |")
+    return "\n".join(lines)
+
+
+def plot_accuracy(cells: Sequence[Cell], path: Path, *, title: str) -> None:
+    """Accuracy against the flat trace's length in windows (log scale), one line per
+    configuration, with 95% intervals and the chance level (1 in 10)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for config in CONFIGS:
+        mine = [c for c in cells if c.config == config]
+        if not mine:
+            continue
+        xs = [c.flat_over_window for c in mine]
+        ys = [c.accuracy for c in mine]
+        bounds = [wilson(c.num_correct, c.num_runs) for c in mine]
+        err = [[y - lo for y, (lo, _) in zip(ys, bounds, strict=True)],
+               [hi - y for y, (_, hi) in zip(ys, bounds, strict=True)]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=config)
+    ax.axvline(1.0, color="grey", linestyle=":", label="flat trace = window")
+    ax.axhline(0.1, color="grey", linestyle="--", linewidth=0.8, label="chance (1 in 10)")
+    ax.set_xscale("log")
+    ax.set_xlabel("flat trace length ÷ context window")
+    ax.set_ylabel("accuracy (95% interval)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="center left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def replace_block(doc: str, name: str, body: str) -> str:
+    """Put ``body`` between ``<!-- name -->`` and ``<!-- /name -->`` in ``doc``.
+
+    >>> replace_block("a\\n<!-- t -->\\nold\\n<!-- /t -->\\nb", "t", "new")
+    'a\\n<!-- t -->\\nnew\\n<!-- /t -->\\nb'
+    """
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if doc.count(begin) != 1 or doc.count(end) != 1:
+        raise ValueError(f"the document needs exactly one {begin} ... {end} block")
+    head, rest = doc.split(begin)
+    _, tail = rest.split(end)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
