@@ -430,7 +430,7 @@ def run_replayed(model, tokenizer, tree, *, fmt: str, pruning: str, positions: s
     snapshots = capture_views(chooser)
     engine = Engine(model, tokenizer, EngineConfig(
         format=fmt, pruning=pruning, positions=positions, max_workers=8, max_new_tokens=10_000,
-        kv_budget_tokens=8192, cascade_min_prefix=8, structure="free"))
+        kv_budget_tokens=8192, cascade_min_saved=8, structure="free"))
     prompt = tokenizer.encode("Solve: 3 + 4.", add_special_tokens=False)
     record = engine.run(prompt, chooser=chooser)
     assert record.error is None, f"the engine run ended with an error: {record.error}"

@@ -51,14 +51,14 @@ def qwen3():
     return load("qwen3")
 
 
-def run_tree(lm, tree, *, fmt, pruning="none", positions="shift", max_workers=8):
+def run_tree(lm, tree, *, fmt, pruning="none", positions="shift", max_workers=8, page_size=1):
     """Teacher-force ``tree`` through the engine (conftest checks the pool every step)."""
     loaded, _ = lm
     rendered = get_format(fmt).render(tree)
     texts = {(): rendered} if isinstance(rendered, str) else rendered
     engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(
         format=fmt, pruning=pruning, positions=positions, max_workers=max_workers,
-        max_new_tokens=10_000, kv_budget_tokens=8192, cascade_min_prefix=8,
+        max_new_tokens=10_000, kv_budget_tokens=8192, cascade_min_saved=8, page_size=page_size,
     ))
     prompt = loaded.tokenizer.encode("Solve: 3 + 4.", add_special_tokens=False)
     record = engine.run(prompt, chooser=TextReplay(texts, loaded.tokenizer))
@@ -90,6 +90,28 @@ def test_o1_flat_equivalence(arch, pool_checked_after_every_step):
                 if lp is not None)
     assert worst <= TOL
     check_reference(lm, record)  # and the composed reference agrees on the flat case
+
+
+@pytest.mark.parametrize("page_size", [1, 4])
+def test_block_table_and_slot_groups_both_match_the_reference(qwen3, monkeypatch, page_size):
+    # pages of 1 keep every view aligned: every lone group goes by block table; pages of 4
+    # leave forked views misaligned, so their groups go by slots
+    import tim.engine.executor as ex
+
+    seen = {"table": 0, "slots": 0}
+
+    def spying(*args, **kwargs):
+        batch = build_batch(*args, **kwargs)
+        for g in batch.groups:
+            if not g.prefix_slots.numel():
+                seen["table" if g.block_table is not None else "slots"] += 1
+        return batch
+
+    build_batch = ex.build_batch
+    monkeypatch.setattr(ex, "build_batch", spying)
+    record = run_tree(qwen3, TREE, fmt="parallel", pruning="buffer:1", page_size=page_size)
+    assert seen["table"] > 0 and (seen["slots"] > 0) == (page_size > 1)
+    check_reference(qwen3, record)
 
 
 # ---------------------------------------------------------------------- O2-O4

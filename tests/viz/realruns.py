@@ -101,7 +101,7 @@ def run(tree: TaskTree, question: str, *, fmt: str = "parallel", pruning: str = 
     texts = {(): rendered} if isinstance(rendered, str) else rendered
     engine = Engine(lm.model, lm.tokenizer, EngineConfig(
         format=fmt, pruning=pruning, max_new_tokens=max_new_tokens, kv_budget_tokens=16384,
-        structure="free", cascade_min_prefix=8, **engine_kw), tools=[calc])
+        structure="free", cascade_min_saved=8, **engine_kw), tools=[calc])
     prompt = lm.tokenizer.encode(question, add_special_tokens=False)
     record = engine.run(prompt, chooser=TextReplay(texts, lm.tokenizer))
     return Result.of(record, question=question, model="tiny random qwen3 (replay)")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from tim.cache import View, group_by_prefix
+from tim.engine.cascade_cost import CascadeCost
 
 __all__ = ["WorkerInput", "AttentionGroup", "Batch", "build_batch"]
 
@@ -101,10 +102,11 @@ class Batch:
 
 
 def build_batch(
-    inputs: Sequence[WorkerInput], *, cascade: bool = True, min_prefix_len: int = 64,
+    inputs: Sequence[WorkerInput], *, cascade: CascadeCost | None = None,
     block_tables: bool = False,
 ) -> Batch:
-    """Pack ``inputs`` into one batch; group workers that share a prefix when ``cascade``.
+    """Pack ``inputs`` into one batch; group workers that share a prefix where ``cascade``
+    (the machine's :class:`~tim.engine.cascade_cost.CascadeCost`) says it pays.
 
     With ``block_tables``, the lone group names its keys by block table when every one of its
     views is page-aligned (:meth:`~tim.cache.View.page_table`), else by slots.
@@ -119,6 +121,7 @@ def build_batch(
     shared prefix (slots 0..3) is attended once:
 
     >>> from tim.cache import CacheConfig, KVStore
+    >>> from tim.engine.cascade_cost import CascadeCost
     >>> store = KVStore(CacheConfig(num_layers=1, num_kv_heads=1, head_dim=4, num_pages=8,
     ...                             page_size=4, position_policy="keep"))
     >>> parent = store.new_view()
@@ -128,7 +131,7 @@ def build_batch(
     >>> lone = store.new_view()
     >>> _ = store.append(lone, [0, 1], token_ids=[40, 41])
     >>> batch = build_batch([WorkerInput(a, (20,), (4,)), WorkerInput(lone, (40, 41), (0, 1)),
-    ...                      WorkerInput(b, (30,), (4,))], min_prefix_len=4)
+    ...                      WorkerInput(b, (30,), (4,))], cascade=CascadeCost(min_saved=4))
     >>> batch.order, batch.input_ids.tolist(), batch.position_ids.tolist()
     ((1, 0, 2), [40, 41, 20, 30], [0, 1, 4, 4])
     >>> batch.write_slots.tolist(), batch.logits_indices.tolist()
@@ -141,11 +144,11 @@ def build_batch(
         raise ValueError("build_batch needs at least one worker input")
     views = [inp.view for inp in inputs]
     cascades, cascade_prefixes = [], []
-    if cascade:
-        for group in group_by_prefix(views, min_prefix_len=min_prefix_len):
+    if cascade is not None:
+        for group in group_by_prefix(views):
             # a member's queries must all follow the shared prefix (its newest tokens lie in
             # its own suffix); the prefix is then visible to every query, non-causally
-            if len(group.members) > 1 and all(
+            if cascade.pays(len(group.members), group.prefix_len) and all(
                 len(inputs[m].token_ids) <= s.numel()
                 for m, s in zip(group.members, group.suffix_slots, strict=True)
             ):

@@ -36,9 +36,12 @@ class EngineConfig:
     prefill_chunk : int
         Most forced or re-encoded tokens one stream feeds in one step.
     cascade : bool
-        Attend a shared prefix once for all sibling queries (cascade attention).
-    cascade_min_prefix : int
-        Shortest shared prefix (tokens) worth a cascade pass.
+        Attend a shared prefix once for all sibling queries (cascade attention) where it
+        pays.
+    cascade_min_saved : int, optional
+        Cascade a group of ``M`` views sharing ``Lp`` prefix keys when ``(M - 1) * Lp`` is
+        at least this. None (the default): measured on this machine for the model's head
+        shape (:func:`tim.engine.cascade_cost.measure_cascade_cost`).
     structure : str
         ``"grammar"``: every stream decodes under its format's llguidance grammar.
         ``"free"``: no mask; the parser still tracks structure and malformed output ends
@@ -67,7 +70,7 @@ class EngineConfig:
     page_size: int = 1
     prefill_chunk: int = 512
     cascade: bool = True
-    cascade_min_prefix: int = 64
+    cascade_min_saved: int | None = None
     structure: str = "grammar"
     max_depth: int = 4
     max_fanout: int = 6
@@ -90,6 +93,13 @@ class EngineConfig:
         PositionPolicy.parse(self.positions)
         if self.structure not in ("grammar", "free"):
             raise ValueError(f"structure must be 'grammar' or 'free', got {self.structure!r}")
+        if self.cascade_min_saved is not None and (
+            isinstance(self.cascade_min_saved, bool) or not isinstance(self.cascade_min_saved, int)
+            or self.cascade_min_saved < 1
+        ):
+            raise ValueError(
+                f"cascade_min_saved must be an int >= 1 or None, got {self.cascade_min_saved!r}"
+            )
         if self.max_string_chars is not None and self.max_string_chars < 1:
             raise ValueError(f"max_string_chars must be >= 1 or None, got {self.max_string_chars!r}")
         for name in ("max_depth", "max_fanout", "max_workers", "max_new_tokens", "kv_budget_tokens", "page_size",

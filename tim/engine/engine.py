@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from tim.cache import CacheConfig, KVStore, num_pages_for_tokens
+from tim.engine.cascade_cost import CascadeCost, measure_cascade_cost
 from tim.engine.choosers import Chooser, SamplingChooser
 from tim.engine.config import EngineConfig
 from tim.engine.constraint import GrammarSet
@@ -93,10 +94,19 @@ class Engine:
 
     def new_executor(self) -> PagedExecutor:
         """The local executor over a fresh runner and KV store."""
-        spec = self.spec
-        windowed = any(spec.layer_sliding_window(i) for i in range(spec.num_layers))
-        return PagedExecutor(self.new_runner(), cascade=self.config.cascade and not windowed,
-                             min_prefix_len=self.config.cascade_min_prefix)
+        return PagedExecutor(self.new_runner(), cascade=self.cascade_cost())
+
+    def cascade_cost(self) -> CascadeCost | None:
+        """When cascade attention pays: ``cascade_min_saved`` if set, else measured on this
+        machine for the model's head shape (once per process); None when off or windowed."""
+        cfg, spec = self.config, self.spec
+        if not cfg.cascade or any(spec.layer_sliding_window(i) for i in range(spec.num_layers)):
+            return None
+        if cfg.cascade_min_saved is not None:
+            return CascadeCost(cfg.cascade_min_saved)
+        return measure_cascade_cost(spec.num_heads, spec.num_kv_heads, spec.head_dim,
+                                    dtype=spec.dtype, device=str(spec.device),
+                                    backend=self.backend)
 
     def cancel(self) -> None:
         """Cancel the run in progress or, when none is, the next one; safe from any thread.

@@ -29,6 +29,7 @@ import torch
 
 from tim.cache import EvictResult
 from tim.engine.batch import WorkerInput, build_batch
+from tim.engine.cascade_cost import CascadeCost
 from tim.engine.runner import ModelRunner
 from tim.errors import TimError
 
@@ -92,17 +93,15 @@ class PagedExecutor:
     ----------
     runner : ModelRunner
         The model and the KV store it writes.
-    cascade : bool
-        Attend siblings' shared prefix once (cascade groups).
-    min_prefix_len : int
-        Shortest shared prefix worth a cascade group.
+    cascade : CascadeCost or None
+        When siblings' shared prefix is attended once (cascade groups); None: never.
     """
 
-    def __init__(self, runner: ModelRunner, *, cascade: bool, min_prefix_len: int) -> None:
+    def __init__(self, runner: ModelRunner, *, cascade: CascadeCost | None) -> None:
         self.runner, self.store = runner, runner.store
-        self.cascade, self.min_prefix_len = cascade, min_prefix_len
+        self.cascade = cascade
         self.support = ExecutorSupport(positions=frozenset({"shift", "reencode", "keep"}),
-                                       cascade=cascade)
+                                       cascade=cascade is not None)
 
     # ---------------------------------------------------------------- views
     def open(self, prompt_ids: Sequence[int], *, writer: Hashable) -> Any:
@@ -161,8 +160,7 @@ class PagedExecutor:
             inputs.append(WorkerInput(view=view, token_ids=tuple(view.token_ids()[-n:].tolist()),
                                       position_ids=tuple(view.position_ids()[-n:].tolist()),
                                       wants_logits=feed.wants_logits))
-        batch = build_batch(inputs, cascade=self.cascade, min_prefix_len=self.min_prefix_len,
-                            block_tables=True)
+        batch = build_batch(inputs, cascade=self.cascade, block_tables=True)
         logits = self.runner.run(batch)  # (B_logits, V), rows in batch.sampling order
         order = sorted(range(len(batch.sampling)), key=lambda row: batch.sampling[row])
         return StepOutput(positions, logits[order])
