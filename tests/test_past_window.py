@@ -50,14 +50,17 @@ def test_solver_tree_has_every_node_and_the_direct_answer(problem):
     tree = task.solve(problem)
     assert tree.answer == task.answer_of(problem)
     nodes = list(tree.walk())
-    assert len(nodes) == problem.num_steps
-    leaves = [t for _, t in nodes if t.tooluse is not None]
+    assert len(nodes) == problem.num_steps + problem.num_leaves - 1  # + one add per inner node
+    leaves = [t for _, t in nodes if t.thought == "leaf"]
     assert len(leaves) == problem.num_leaves
     assert all(t.subtasks is None and len(t.title) == problem.height + 1 for t in leaves)
-    for _, t in nodes:  # every inner node adds its two halves' values
+    for _, t in nodes:  # every inner node adds its two halves' values with the add tool
         if t.subtasks:
-            a, b = (int(c.conclusion[-1]) for c in t.subtasks)
-            assert t.conclusion == task.sum_conclusion(a, b)
+            left, right, add = t.subtasks
+            assert add.tooluse.parameters == {"a": int(left.conclusion),
+                                              "b": int(right.conclusion)}
+            assert t.conclusion == add.conclusion == str(add.tooluse.tool_result)
+            assert add.tooluse.tool_result == (int(left.conclusion) + int(right.conclusion)) % 10
 
 
 @settings(max_examples=40, deadline=None)
@@ -82,11 +85,12 @@ def test_flat_trace_holds_the_same_steps(problem):
     tree_results = [s.text for s in traces.tree_trace(tree) if s.forced]
     flat_results = [s.text for s in flat if s.forced]
     assert [r.split(": ")[1].rstrip("}") for r in tree_results] == [r.strip() for r in flat_results]
+    assert len(flat_results) == 2 * problem.num_leaves - 1  # every leaf and every addition
 
 
 def test_parse_flat_names_the_bad_line():
     with pytest.raises(ValueError, match="line 2"):
-        traces.parse_flat("p: split 1\np0 leaf 3\np1: leaf 4\np: 3+4=7\nanswer 7\n")
+        traces.parse_flat("p: split 1\np0 leaf 3\np1: leaf 4\np+: add 3 4 7\np: 7\nanswer 7\n")
 
 
 @settings(max_examples=25, deadline=None)
@@ -126,7 +130,7 @@ def _replay(model, tokenizer, problem, *, k, positions="shift"):
     engine = tim.Engine(model, tokenizer, tim.EngineConfig(
         format="thread2", pruning=f"buffer:{k}", positions=positions, max_workers=1,
         kv_budget_tokens=4096, max_depth=evaluate.MAX_DEPTH, max_fanout=evaluate.MAX_FANOUT),
-        tools=[task.make_leaf_tool(problem)])
+        tools=list(task.make_tools(problem)))
     sampled = [t for t, f in zip(enc.tree_ids, enc.tree_forced, strict=True) if not f]
     with torch.inference_mode():
         record = engine.run(list(enc.prompt), chooser=TokenReplay({(): sampled}),
@@ -204,8 +208,9 @@ def test_quick_recipe_trains_saves_and_runs_through_tim(tmp_path):
     for out in result.outcomes:
         assert out.num_tokens == out.prompt_tokens + out.num_generated + out.num_forced
         assert out.num_generated >= 1 and out.peak_live_tokens <= out.num_tokens
-        if out.config == "tree-shift":
-            assert out.max_position < cfg.model.window
+        if out.config.startswith("tree"):  # a run is stopped at its first position past
+            assert out.max_position <= cfg.model.window  # the window, and says so
+            assert (out.max_position < cfg.model.window) != (out.failure == "PositionWindowError")
     assert {c.config for c in result.cells} == set(cfg.configs)
 
     # The saved tree checkpoint, loaded the way `tim run --model FOLDER` loads it, runs the

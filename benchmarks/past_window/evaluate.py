@@ -19,7 +19,7 @@ from typing import Any
 
 from .data import encode_problem
 from .flat import decode_flat
-from .task import Problem, answer_of, make_leaf_tool
+from .task import Problem, answer_of, make_tools
 
 __all__ = ["CONFIGS", "RunOutcome", "run_tree", "run_flat", "run_config"]
 
@@ -85,7 +85,7 @@ def run_tree(model: Any, tokenizer: Any, problem: Problem, *, positions: str, k:
     config = tim.EngineConfig(format="thread2", pruning=f"buffer:{k}", positions=positions,
                               max_depth=MAX_DEPTH, max_fanout=MAX_FANOUT,
                               kv_budget_tokens=4 * window, max_workers=1)
-    engine = tim.Engine(model, tokenizer, config, tools=[make_leaf_tool(problem)])
+    engine = tim.Engine(model, tokenizer, config, tools=list(make_tools(problem)))
     seen: list[Any] = []
 
     def on_step(record: Any) -> None:

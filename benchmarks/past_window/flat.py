@@ -9,8 +9,8 @@ Two ways to live in a window of ``W`` tokens:
   ``W``, as StreamingLLM's in-cache positions do). Re-encoding is exact, and costs one
   prefill per ``W // 2`` tokens written.
 
-The tool works as tim's does: when a line ends in ``pXXX: leaf``, the runtime looks the
-leaf up and forces `` <digit>`` into the stream.
+The tools work as tim's do: when a line ends in a call (``p0110: leaf`` or
+``p01+: add 3 7``), the runtime calls the tool and forces `` <result>`` into the stream.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .task import Problem, make_leaf_tool
+from .task import Problem, make_tools
 from .traces import flat_tool_call
 
 __all__ = ["FlatOutcome", "decode_flat", "FLAT_MODES"]
@@ -56,7 +56,7 @@ def decode_flat(model: Any, tokenizer: Any, prompt: list[int], problem: Problem,
     if len(prompt) >= window // 2:
         raise ValueError(f"the prompt ({len(prompt)} tokens) must be under half the window "
                          f"({window})")
-    tool = make_leaf_tool(problem)
+    tools = {tool.__name__: tool for tool in make_tools(problem)}
     written: list[int] = []  # every token after the prompt
     cached: list[int] = []  # the tokens in the cache, in position order
     pending = list(prompt)
@@ -88,10 +88,10 @@ def decode_flat(model: Any, tokenizer: Any, prompt: list[int], problem: Problem,
             pending = [token]
             if (match := _ANSWER.search(text)) is not None:
                 return _outcome(match.group(1), text, None, counts, start)
-            path = flat_tool_call(text)
-            if path is not None:
+            call = flat_tool_call(text)
+            if call is not None:
                 try:
-                    result = f" {tool(path)}"
+                    result = f" {tools[call[0]](**call[1])}"
                 except ValueError as exc:
                     result = f" error: {exc}"
                 forced = tokenizer.encode(result, add_special_tokens=False)

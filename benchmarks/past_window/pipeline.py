@@ -68,7 +68,7 @@ QUICK = RecipeConfig(
 FULL = RecipeConfig(
     name="full",
     model=ModelConfig(vocab_size=384, hidden_size=128, num_layers=4, num_heads=4,
-                      intermediate_size=512, window=256),
+                      intermediate_size=512, window=320),
     train=TrainConfig(steps=600, tokens_per_step=2048),
     train_heights=(1, 2, 3, 4, 5, 6, 7), eval_heights=(3, 4, 5, 6, 7), num_questions=8,
 )

@@ -7,9 +7,10 @@ thought when it opens, the leaf tool's result, each inner task's conclusion when
 The flat trace, for ``height 1``::
 
     p: split 1
-    p0: leaf 3          <- " 3" is forced (the tool's result)
+    p0: leaf 3          <- " 3" is forced (the leaf tool's result)
     p1: leaf 7
-    p: 3+7=0
+    p+: add 3 7 0       <- " 0" is forced (the add tool's result)
+    p: 0
     answer 0
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from tim.tree import Task, TaskTree, ToolUse, get_format
 from tim.tree.formats.common import dumps
 
-from .task import TOOL_NAME
+from .task import ADD_TOOL, LEAF_TOOL
 
 __all__ = ["Segment", "tree_trace", "flat_trace", "parse_flat", "trace_text",
            "flat_tool_call", "FLAT_ANSWER"]
@@ -29,8 +30,10 @@ __all__ = ["Segment", "tree_trace", "flat_trace", "parse_flat", "trace_text",
 FLAT_ANSWER = "answer "
 _TOOL_RESULT = re.compile(r', "tool_result": -?\d+\}')
 _FLAT_LEAF = re.compile(r"(?:^|\n)(p[01]*): leaf$")
+_FLAT_ADD = re.compile(r"(?:^|\n)p[01]*\+: add (\d+) (\d+)$")
 _OPEN = re.compile(r"^(p[01]*): (split \d+|leaf)(?: (\d+))?$")
-_CLOSE = re.compile(r"^(p[01]*): (\d\+\d=\d)$")
+_ADD = re.compile(r"^(p[01]*\+): add (\d+) (\d+) (\d+)$")
+_CLOSE = re.compile(r"^(p[01]*): (\d+)$")
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def tree_trace(tree: TaskTree) -> tuple[Segment, ...]:
     >>> from .task import Problem, solve
     >>> segs = tree_trace(solve(Problem(height=1, seed=0)))
     >>> [s.text for s in segs if s.forced]
-    [', "tool_result": 8}', ', "tool_result": 6}']
+    [', "tool_result": 8}', ', "tool_result": 6}', ', "tool_result": 4}']
     """
     text = get_format("thread2").render(tree)
     segments, start = [], 0
@@ -76,7 +79,8 @@ def flat_trace(tree: TaskTree) -> tuple[Segment, ...]:
 
 def _flat_task(task: Task) -> list[Segment]:
     if task.tooluse is not None:
-        return [Segment(f"{task.title}: {task.thought}"),
+        args = "".join(f" {v}" for k, v in task.tooluse.parameters.items() if k != "path")
+        return [Segment(f"{task.title}: {task.thought}{args}"),
                 Segment(f" {dumps(task.tooluse.tool_result)}", forced=True), Segment("\n")]
     out = [Segment(f"{task.title}: {task.thought}\n")]
     for child in task.subtasks or []:
@@ -97,14 +101,20 @@ def _merge(segments: list[Segment]) -> list[Segment]:
     return out
 
 
-def flat_tool_call(text: str) -> str | None:
-    """The leaf path when a flat trace's text ends in a tool call (``p01: leaf``), else None.
+def flat_tool_call(text: str) -> tuple[str, dict] | None:
+    """``(tool name, parameters)`` when a flat trace's text ends in a tool call
+    (``p01: leaf`` or ``p0+: add 3 7``), else None.
 
     >>> flat_tool_call("p: split 1\\np0: leaf"), flat_tool_call("p0: leaf 3")
-    ('p0', None)
+    (('leaf', {'path': 'p0'}), None)
+    >>> flat_tool_call("p0: 3\\np+: add 3 7")
+    ('add', {'a': 3, 'b': 7})
     """
-    match = _FLAT_LEAF.search(text)
-    return match.group(1) if match else None
+    if (match := _FLAT_LEAF.search(text)) is not None:
+        return LEAF_TOOL, {"path": match.group(1)}
+    if (match := _FLAT_ADD.search(text)) is not None:
+        return ADD_TOOL, {"a": int(match.group(1)), "b": int(match.group(2))}
+    return None
 
 
 def parse_flat(text: str) -> TaskTree:
@@ -135,11 +145,19 @@ def _parse_flat_task(lines: list[str], pos: int) -> tuple[Task, int]:
     if thought == "leaf":
         if result is None:
             raise ValueError(f"line {pos + 1}: a leaf line needs its tool result")
-        tooluse = ToolUse(tool_name=TOOL_NAME, parameters={"path": title},
+        tooluse = ToolUse(tool_name=LEAF_TOOL, parameters={"path": title},
                           tool_result=int(result))
         return Task(title=title, thought=thought, tooluse=tooluse, conclusion=result), pos + 1
     children, pos = [], pos + 1
     while pos < len(lines) and _CLOSE.match(lines[pos]) is None:
+        if (add := _ADD.match(lines[pos])) is not None:
+            title_, a, b, total = add.groups()
+            tooluse = ToolUse(tool_name=ADD_TOOL, parameters={"a": int(a), "b": int(b)},
+                              tool_result=int(total))
+            children.append(Task(title=title_, thought=ADD_TOOL, tooluse=tooluse,
+                                 conclusion=total))
+            pos += 1
+            continue
         child, pos = _parse_flat_task(lines, pos)
         children.append(child)
     close = _CLOSE.match(lines[pos]) if pos < len(lines) else None
