@@ -230,12 +230,16 @@ def cache_kwarg(model) -> str:
 
 
 def hf_generate(lm: LoadedModel, input_ids: torch.Tensor, num_new: int,
-                cache: DynamicCache | None = None) -> tuple[torch.Tensor, list[torch.Tensor], list]:
+                cache: DynamicCache | None = None, *, include_first: bool = False,
+                ) -> tuple[torch.Tensor, list[torch.Tensor], list]:
     """Greedy ``generate``; returns (new ids (B, num_new), raw logits per step, and the
-    (wall, CPU) seconds of each decode step)."""
+    (wall, CPU) seconds of each decode step, and with ``include_first`` first of the forward
+    over ``input_ids`` that samples the first token)."""
     model = lm.model
     model.set_attn_implementation("sdpa")  # the engine switched it to "tim"
     stamps = Stamps()
+    if include_first:
+        stamps.times.append(clocks())
     out = model.generate(
         input_ids, max_new_tokens=num_new, min_new_tokens=num_new, do_sample=False,
         stopping_criteria=StoppingCriteriaList([stamps]), output_logits=True,
@@ -387,7 +391,10 @@ def bench_siblings(lm: LoadedModel, sizes: Sizes) -> dict:
 def hf_siblings(lm: LoadedModel, prompt: list[int], record, children: list) -> dict:
     """HF ``generate`` at batch 8 on the same work: the shared prefix (prompt + plan) is
     prefilled once and its cache repeated 8 times; each row is then a child's forced header
-    followed by as many greedy tokens as each child sampled in tim."""
+    followed by as many greedy tokens as each child sampled in tim.
+
+    The phase counts what tim's does: the forward over the headers that samples each
+    child's first token, then the decode steps (the median step: decode steps only)."""
     first = record.streams[children[0]]
     prefix = (prompt + record.streams[()].token_ids)[: first.parent_tokens]
     num_header = first.forced.index(False)
@@ -398,15 +405,17 @@ def hf_siblings(lm: LoadedModel, prompt: list[int], record, children: list) -> d
     with torch.inference_mode():
         lm.model(input_ids=torch.tensor([prefix]), use_cache=True, **{cache_kwarg(lm.model): cache})
     cache.batch_repeat_interleave(NUM_CHILDREN)
-    _, logits, clocks_ = hf_generate(lm, rows, num_new, cache)
+    _, logits, clocks_ = hf_generate(lm, rows, num_new, cache, include_first=True)
     diff = first_child_logprob_diff(record, children, logits[0], num_header)
     assert diff <= LOGPROB_TOL, f"tim's first child log-probs differ from HF's by {diff:.2e}"
-    walls = [wall for wall, _ in clocks_]  # decode steps (the first forward is the headers')
+    walls = [wall for wall, _ in clocks_]  # the headers' forward, then the decode steps
     tokens = NUM_CHILDREN * len(walls)
+    assert tokens == sum(1 for p in children for f in record.streams[p].forced if not f)
     return {"first_logprob_diff": diff, "rates": {
         "child_tokens": tokens, "phase_steps": len(walls), "phase_s": sum(walls),
-        "tok_s": tokens / sum(walls), "decode_steps": len(walls),
-        "median_step_tok_s": NUM_CHILDREN / statistics.median(walls), "steps_sampling_nothing": 0}}
+        "tok_s": tokens / sum(walls), "decode_steps": len(walls) - 1,
+        "median_step_tok_s": NUM_CHILDREN / statistics.median(walls[1:]),
+        "steps_sampling_nothing": 0}}
 
 
 # ---------------------------------------------------------------------- 3. overhead
