@@ -9,6 +9,8 @@ Every runtime operation on KV memory is one of these methods:
     write / gather                       K/V in and out of the pages (tim.kernels)
     check_integrity                      ref counts == references held by live spans
 
+The bodies of append and of split_at / evict / shift are in ``append.py`` and ``eviction.py``.
+
 Sharing rules (see docs/cache.md):
 
 * A span held by more than one live view is never written, moved or evicted; an eviction
@@ -22,37 +24,21 @@ Sharing rules (see docs/cache.md):
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
-from typing import NamedTuple
+from collections.abc import Hashable, Sequence
 
 import torch
 
 from tim import kernels
-from tim.cache.budget import AppendPlan, budget_problem, plan_append
+from tim.cache import append, eviction
 from tim.cache.config import CacheConfig, PositionPolicy
+from tim.cache.eviction import EvictResult
 from tim.cache.integrity import StoreIntegrity, check_store
 from tim.cache.pool import PagePool
-from tim.cache.positions import Reencode, apply_policy, check_policy
 from tim.cache.span import Span
 from tim.cache.view import View
-from tim.errors import KVBudgetError, TimError
+from tim.errors import TimError
 
 __all__ = ["EvictResult", "KVStore"]
-
-
-class EvictResult(NamedTuple):
-    """Outcome of ``KVStore.evict``.
-
-    ``deferred=True`` means the range touches a span that another live view holds; nothing
-    changed and the engine should retry after that view joins or is dropped.
-    """
-
-    num_evicted: int
-    num_freed_pages: int
-    deferred: bool
-    policy: PositionPolicy
-    num_moved: int
-    reencode: Reencode | None
 
 
 class KVStore:
@@ -178,8 +164,7 @@ class KVStore:
 
     # ---------------------------------------------------------------- append
     def can_append(self, view: View, num_tokens: int, *, label: str | None = None) -> bool:
-        self._check_alive(view)
-        return self._budget_problem(view, num_tokens, label) is None
+        return append.can_append(self, view, num_tokens, label)
 
     def append(
         self,
@@ -217,67 +202,8 @@ class KVStore:
         KVBudgetError
             Not enough free pages, or ``max_live_tokens`` would be exceeded. Nothing changed.
         """
-        self._check_alive(view)
-        positions = _int_list(positions, "positions")
-        if token_ids is not None:
-            token_ids = _int_list(token_ids, "token_ids")
-            if len(token_ids) != len(positions):
-                raise ValueError(f"got {len(token_ids)} token_ids for {len(positions)} positions")
-        if any(p < 0 for p in positions):
-            raise ValueError(f"positions must be >= 0, got {positions!r}")
-        if not positions:
-            return torch.empty(0, dtype=torch.int64)
-        plan = plan_append(view, len(positions), label, self.pool, source)
-        problem = self._budget_problem(view, len(positions), label, plan)
-        if problem is not None:
-            raise KVBudgetError(problem)
-        new_pages = self.pool.allocate(plan.num_new_pages)
-        span = plan.span
-        if span is None:
-            view.open_span = None
-            span = self._new_span(label or "", plan, source)
-            span.num_holders = 1
-            view._spans.append(span)
-            view.open_span = span
-        slots = span.extend(positions, token_ids, new_pages)
-        self.num_live_tokens += len(positions)
-        self.peak_live_tokens = max(self.peak_live_tokens, self.num_live_tokens)
-        self._note_position(max(positions))
-        return slots
-
-    def _budget_problem(
-        self, view: View, num_tokens: int, label: str | None, plan: AppendPlan | None = None
-    ) -> str | None:
-        if plan is None:
-            plan = plan_append(view, num_tokens, label, self.pool)
-        return budget_problem(
-            view=view,
-            num_tokens=num_tokens,
-            plan=plan,
-            pool=self.pool,
-            num_live_tokens=self.num_live_tokens,
-            max_live_tokens=self.config.max_live_tokens,
-        )
-
-    def _new_span(self, label: str, plan: AppendPlan,
-                  source: tuple[Hashable, int] | None = None) -> Span:
-        pages: list[int] = []
-        if plan.tail_page is not None:
-            self.pool.retain([plan.tail_page])
-            pages.append(plan.tail_page)
-        span = Span(
-            span_id=self._next_span_id,
-            label=label,
-            page_size=self.config.page_size,
-            pages=pages,
-            first_offset=plan.first_offset,
-            token_ids=[],
-            source=None if source is None else source[0],
-            source_start=0 if source is None else source[1],
-        )
-        self._next_span_id += 1
-        self._spans[span.span_id] = span
-        return span
+        return append.append(self, view, positions, token_ids=token_ids, label=label,
+                             source=source)
 
     # ---------------------------------------------------------------- split
     def split_at(self, view: View, index: int) -> int:
@@ -287,35 +213,12 @@ class KVStore:
         Metadata only: a mid-page cut makes both halves reference the boundary page. A
         shared span is split in every view that holds it.
         """
-        self._check_alive(view)
-        if not 0 <= index <= view.num_tokens:
-            raise IndexError(f"split index {index} outside view {view.view_id} of {len(view)}")
-        if index == view.num_tokens:
-            return len(view.spans)
-        span_index, offset = view.locate(index)
-        if offset == 0:
-            return span_index
-        span = view.spans[span_index]
-        right = span.split(offset, self._next_span_id)
-        self._next_span_id += 1
-        self._spans[right.span_id] = right
-        if right.first_offset != 0:
-            self.pool.retain([right.pages[0]])
-        for holder in self._views.values():
-            for i, held in enumerate(holder._spans):
-                if held is span:
-                    holder._spans.insert(i + 1, right)
-                    if holder.open_span is span:
-                        holder.open_span = right
-                    break
-        return span_index + 1
+        return eviction.split_at(self, view, index)
 
     # ---------------------------------------------------------------- evict / shift
     def can_evict(self, view: View, start: int, end: int) -> bool:
         """True when no span overlapping tokens ``[start, end)`` is held by another view."""
-        self._check_alive(view)
-        _check_range(view, start, end)
-        return not any(span.is_shared for span in _spans_overlapping(view, start, end))
+        return eviction.can_evict(self, view, start, end)
 
     def evict(
         self,
@@ -337,32 +240,7 @@ class KVStore:
         EvictResult
             ``deferred=True`` (and nothing changed) when the range touches a shared span.
         """
-        policy = self.config.position_policy if policy is None else PositionPolicy.parse(policy)
-        if not self.can_evict(view, start, end):
-            return EvictResult(0, 0, True, policy, 0, None)
-        if start == end:
-            return EvictResult(0, 0, False, policy, 0, None)
-        check_policy(view, end, -(end - start), policy, self.rope_inv_freq)
-        self.split_at(view, start)
-        self.split_at(view, end)
-        first = view.locate(start).span_index
-        last = len(view.spans) if end == view.num_tokens else view.locate(end).span_index
-        removed = view._spans[first:last]
-        del view._spans[first:last]
-        if view.open_span in removed:
-            view.open_span = None
-        num_freed = sum(self._unhold(span) for span in removed)
-        tail = view.spans[first:]
-        num_moved, reencode = apply_policy(
-            self.pool,
-            tail,
-            start=start,
-            delta=-(end - start),
-            policy=policy,
-            inv_freq=self.rope_inv_freq,
-            interleaved=self.rope_interleaved,
-        )
-        return EvictResult(end - start, num_freed, False, policy, num_moved, reencode)
+        return eviction.evict(self, view, start, end, policy=policy)
 
     def evict_span(
         self, view: View, span: Span, *, policy: PositionPolicy | str | None = None
@@ -373,9 +251,7 @@ class KVStore:
 
     def can_shift(self, view: View, start: int) -> bool:
         """True when every span holding view tokens ``start:`` is held by this view only."""
-        self._check_alive(view)
-        _check_range(view, start, view.num_tokens)
-        return not any(span.is_shared for span in _spans_overlapping(view, start, len(view)))
+        return eviction.can_shift(self, view, start)
 
     def shift(self, view: View, start: int, delta: int) -> int:
         """Add ``delta`` to the positions of view tokens ``start:`` and re-rotate their keys
@@ -387,27 +263,7 @@ class KVStore:
             The tail holds a shared span, a position would become negative, or the store
             has no ``rope_inv_freq``. Nothing changed.
         """
-        if not self.can_shift(view, start):
-            raise ValueError(
-                f"cannot shift view {view.view_id} from token {start}: the tail holds a span "
-                f"shared with another live view"
-            )
-        check_policy(view, start, delta, PositionPolicy.SHIFT, self.rope_inv_freq)
-        if start == view.num_tokens:
-            return 0
-        span_index, offset = view.locate(start)
-        num_moved, _ = apply_policy(
-            self.pool,
-            view.spans[span_index:],
-            start=start,
-            delta=delta,
-            policy=PositionPolicy.SHIFT,
-            inv_freq=self.rope_inv_freq,
-            first_offset=offset,
-            interleaved=self.rope_interleaved,
-        )
-        self._note_position(view.max_position)
-        return num_moved
+        return eviction.shift(self, view, start, delta)
 
     # ---------------------------------------------------------------- K/V access
     def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -441,31 +297,3 @@ class KVStore:
     def _check_alive(self, view: View) -> None:
         if not view.is_alive or self._views.get(view.view_id) is not view:
             raise ValueError(f"view {view.view_id} is not a live view of this store")
-
-
-def _check_range(view: View, start: int, end: int) -> None:
-    if not 0 <= start <= end <= view.num_tokens:
-        raise IndexError(
-            f"token range [{start}, {end}) outside view {view.view_id} of {view.num_tokens}"
-        )
-
-
-def _spans_overlapping(view: View, start: int, end: int) -> Iterable[Span]:
-    if start == end:
-        return
-    offset = 0
-    for span in view.spans:
-        if offset < end and start < offset + len(span):
-            yield span
-        offset += len(span)
-
-
-def _int_list(values: Sequence[int] | torch.Tensor, name: str) -> list[int]:
-    if isinstance(values, torch.Tensor):
-        if values.ndim != 1 or values.dtype.is_floating_point:
-            raise ValueError(
-                f"{name} must be a 1-D integer tensor, got {values.dtype} "
-                f"shape {tuple(values.shape)}"
-            )
-        return values.tolist()
-    return [int(v) for v in values]
