@@ -18,7 +18,7 @@ import torch
 from tim.kernels.backends import KernelPlan, resolve_backend
 from tim.kernels.merge import merge_attention_states
 from tim.kernels.params import AttentionParams, check_cu_seqlens, check_heads, check_varlen_args
-from tim.kernels.slots import _check_slots, _flat, gather_unchecked
+from tim.kernels.slots import _check_slots, _flat, as_slice, gather_unchecked
 
 __all__ = ["cascade_attention", "paged_cascade_attention", "plan_cascade", "plan_paged_cascade",
            "CascadePlan", "PagedCascadePlan"]
@@ -149,7 +149,8 @@ class PagedCascadePlan:
 
     def __init__(self, cascade: CascadePlan, prefix_slots: torch.Tensor,
                  suffix_slots: torch.Tensor) -> None:
-        self.cascade, self.prefix_slots, self.suffix_slots = cascade, prefix_slots, suffix_slots
+        self.cascade = cascade
+        self.prefix_slots, self.suffix_slots = as_slice(prefix_slots), as_slice(suffix_slots)
 
     def run(self, q, k_pages, v_pages) -> tuple[torch.Tensor, torch.Tensor]:
         prefix_k, prefix_v = gather_unchecked(k_pages, v_pages, self.prefix_slots)

@@ -11,7 +11,14 @@ import torch
 
 from tim.kernels.backends import KernelPlan, resolve_backend
 from tim.kernels.params import AttentionParams, check_cu_seqlens, check_heads
-from tim.kernels.slots import _check_slots, _flat, _max, block_table_to_slots, gather_unchecked
+from tim.kernels.slots import (
+    _check_slots,
+    _flat,
+    _max,
+    as_slice,
+    block_table_to_slots,
+    gather_unchecked,
+)
 
 __all__ = ["paged_attention", "plan_paged", "PagedPlan"]
 
@@ -96,7 +103,8 @@ class PagedPlan:
     __slots__ = ("native", "inner", "slots")
 
     def __init__(self, native: bool, inner: KernelPlan, slots: torch.Tensor | None) -> None:
-        self.native, self.inner, self.slots = native, inner, slots
+        self.native, self.inner = native, inner
+        self.slots = None if slots is None else as_slice(slots)  # a run of slots: no gather
 
     def run(self, q: torch.Tensor, k_pages: torch.Tensor, v_pages: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["store_kv", "gather_kv", "block_table_to_slots"]
+__all__ = ["store_kv", "gather_kv", "block_table_to_slots", "as_slice", "gather_unchecked"]
 
 
 def _flat(pages: torch.Tensor, name: str) -> torch.Tensor:
@@ -102,11 +102,36 @@ def gather_kv(
 
 
 def gather_unchecked(
-    k_pages: torch.Tensor, v_pages: torch.Tensor, slots: torch.Tensor
+    k_pages: torch.Tensor, v_pages: torch.Tensor, slots: torch.Tensor | slice
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`gather_kv` without its argument checks, for plans that checked them once."""
+    """:func:`gather_kv` without its argument checks, for plans that checked them once.
+
+    ``slots`` may be a ``slice`` (from :func:`as_slice`): the keys are then a view of the
+    pool, not a copy.
+    """
     shape = (-1, k_pages.shape[2], k_pages.shape[3])
+    if isinstance(slots, slice):
+        return k_pages.view(shape)[slots], v_pages.view(shape)[slots]
     return k_pages.view(shape).index_select(0, slots), v_pages.view(shape).index_select(0, slots)
+
+
+def as_slice(slots: torch.Tensor) -> torch.Tensor | slice:
+    """``slice(a, a + N)`` when ``slots`` is the run ``a, a + 1, ..., a + N - 1`` (a fresh
+    view's pages come from the pool in order, so a lone decoding stream's keys usually are),
+    else ``slots`` itself. One check per plan saves a gather per layer.
+
+    Examples
+    --------
+    >>> as_slice(torch.tensor([4, 5, 6])), as_slice(torch.tensor([4, 6])).tolist()
+    (slice(4, 7, None), [4, 6])
+    """
+    n = slots.numel()
+    if n == 0 or slots.device.type != "cpu":
+        return slots
+    first = int(slots[0])
+    if int(slots[-1]) - first != n - 1 or not bool((slots.diff() == 1).all()):
+        return slots
+    return slice(first, first + n)
 
 
 def block_table_to_slots(
