@@ -130,7 +130,10 @@ class TorchPlan:
     def _run_op(self, op: tuple, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         kind, q0, q1, k0, k1, extra = op
-        qb, kb, vb = q[q0:q1], k[k0:k1], v[k0:k1]
+        if q0 == 0 and q1 == q.shape[0] and k0 == 0 and k1 == k.shape[0]:
+            qb, kb, vb = q, k, v  # the whole call is one block
+        else:
+            qb, kb, vb = q[q0:q1], k[k0:k1], v[k0:k1]
         if kind == "batch":
             return tk.flash_cpu_batch(qb, kb, vb, extra, self.scale)
         if kind == "split":

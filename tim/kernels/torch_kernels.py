@@ -57,10 +57,14 @@ def flash_bias(mask: torch.Tensor, group: int, dtype: torch.dtype) -> torch.Tens
 def flash_cpu(q, k, v, bias, scale) -> tuple[torch.Tensor, torch.Tensor]:
     """ATen's fused CPU kernel on one block, GQA heads folded into rows; ``bias`` is None (all
     keys visible) or :func:`flash_bias` of the block's mask."""
-    q_len, num_kv_heads = q.shape[0], k.shape[1]
-    qf = fold(q, num_kv_heads).unsqueeze(0)  # (1, Hkv, G*Lq, D)
+    q_len, num_heads, num_kv_heads, dim = q.shape[0], q.shape[1], k.shape[1], q.shape[2]
     kf = k.permute(1, 0, 2).unsqueeze(0)  # (1, Hkv, Lk, D), a view
     vf = v.permute(1, 0, 2).unsqueeze(0)  # (1, Hkv, Lk, D), a view
+    if q_len == 1:  # a decode step: folding is a reshape, and so is unfolding
+        qf = q.reshape(1, num_kv_heads, num_heads // num_kv_heads, dim)  # (1, Hkv, G, D)
+        o, lse = flash_cpu_op()(qf, kf, vf, 0.0, False, attn_mask=bias, scale=scale)
+        return o.reshape(1, num_heads, dim), lse.reshape(num_heads, 1)
+    qf = fold(q, num_kv_heads).unsqueeze(0)  # (1, Hkv, G*Lq, D)
     o, lse = flash_cpu_op()(qf, kf, vf, 0.0, False, attn_mask=bias, scale=scale)
     return unfold(o[0], lse[0], q_len)
 
