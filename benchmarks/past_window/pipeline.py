@@ -35,7 +35,7 @@ class RecipeConfig:
     train_heights: tuple[int, ...]
     eval_heights: tuple[int, ...]
     num_questions: int
-    k: int = 1
+    k: int = 0
     vocab_size: int = 384
     rows_per_height: int = 3000
     configs: tuple[str, ...] = CONFIGS
@@ -68,9 +68,10 @@ QUICK = RecipeConfig(
 FULL = RecipeConfig(
     name="full",
     model=ModelConfig(vocab_size=384, hidden_size=128, num_layers=4, num_heads=4,
-                      intermediate_size=512, window=320),
-    train=TrainConfig(steps=600, tokens_per_step=2048),
-    train_heights=(1, 2, 3, 4, 5, 6, 7), eval_heights=(3, 4, 5, 6, 7), num_questions=8,
+                      intermediate_size=512, window=256),
+    train=TrainConfig(steps=1000, tokens_per_step=2048),
+    train_heights=(2, 3, 4, 5, 6, 7), eval_heights=(2, 3, 4, 5, 6, 7), num_questions=10,
+    rows_per_height=3500, k=0,
 )
 
 
