@@ -1,4 +1,5 @@
-"""Stateless tensor functions: varlen, paged and cascade attention, LSE merge, RoPE shift, KV store.
+"""Stateless tensor functions: varlen, paged, cascade and segment attention, LSE merge, RoPE
+shift, KV store.
 
 Each attention function has a ``plan_*`` twin: the host-side work (checks, backend choice,
 block cutting, masks) done once, whose ``run`` serves every layer of a step.
@@ -20,14 +21,18 @@ from tim.kernels.paged import PagedPlan, paged_attention, plan_paged
 from tim.kernels.params import AttentionParams
 from tim.kernels.reference import reference_attention
 from tim.kernels.rope import check_rope_shiftable, rope_shift
+from tim.kernels.segments import SegmentPlan, SharedSegment, plan_segments, segment_attention
 from tim.kernels.slots import block_table_to_slots, gather_kv, store_kv
 from tim.kernels.varlen import plan_varlen, varlen_attention
 
 __all__ = [
     "PagedPlan",
+    "SegmentPlan",
+    "SharedSegment",
     "plan_cascade",
     "plan_paged",
     "plan_paged_cascade",
+    "plan_segments",
     "plan_varlen",
     "AttentionParams",
     "backend_names",
@@ -41,6 +46,7 @@ __all__ = [
     "paged_cascade_attention",
     "reference_attention",
     "rope_shift",
+    "segment_attention",
     "store_kv",
     "varlen_attention",
 ]
