@@ -90,8 +90,8 @@ def build_pools(tokenizer: Any, cfg: RecipeConfig) -> dict[str, list]:
     """Training rows for both models from the same training questions."""
     rng = random.Random(cfg.train.seed)
     pools: dict[str, list] = {"tree": [], "flat": []}
-    seeds = iter(TRAIN_SEEDS)
     for height in cfg.train_heights:
+        seeds = iter(TRAIN_SEEDS)  # (height, seed) pairs differ across heights
         counts = {"tree": 0, "flat": 0}
         while min(counts.values()) < cfg.rows_per_height:
             enc = encode_problem(tokenizer, Problem(height=height, seed=next(seeds)))
