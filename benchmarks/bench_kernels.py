@@ -6,12 +6,18 @@ baseline side by side (interleaved reps, median), and reports the ratio.
 2. varlen over packed sequences vs one ``scaled_dot_product_attention`` call per sequence.
 3. ``rope_shift`` of a 4k-token suffix in 28 layers vs recomputing those keys
    (``hidden @ W_k`` with hidden 1024, then RoPE).
+4. Shared sibling visibility, one layer of a decode step: ``B`` siblings each see the prefix,
+   every other sibling's tokens and their own, every segment stored once. tim's
+   ``SegmentPlan`` rotates each worker's query by ``-delta`` per segment; the baseline
+   re-rotates the segments' keys for every worker (``rope_shift``), gathering each worker's
+   view, and runs varlen attention. Both plans are made once per step, outside the timing
+   (their cost is printed beside it). SmolLM2-135M and Qwen3-0.6B head shapes.
 
-Shapes: fp32, H 16 / Hkv 4 / D 128.
+Shapes of 1-3: fp32, H 16 / Hkv 4 / D 128.
 
 Usage::
 
-    python benchmarks/bench_kernels.py [--json PATH] [--quick]
+    python benchmarks/bench_kernels.py [--json PATH] [--quick] [--threads N] [--cases LIST]
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ from machine import loadavg, machine  # the script's folder
 
 from tim.kernels import (
     AttentionParams,
+    SharedSegment,
     paged_attention,
     paged_cascade_attention,
+    plan_segments,
+    plan_varlen,
     reference_attention,
     rope_shift,
     varlen_attention,
@@ -180,12 +189,125 @@ def bench_rope(reps: int, layers: int = 28, tokens: int = 4096, hidden: int = 10
     ]
 
 
+SEGMENT_SHAPES = {  # name -> (H, Hkv, D, rope_theta)
+    "SmolLM2-135M": (9, 3, 64, 100_000.0),
+    "Qwen3-0.6B": (16, 8, 128, 1_000_000.0),
+}
+
+
+def sibling_layout(children: int, span: int, prefix: int) -> list[dict[int, int]]:
+    """Deltas of the prefix and of each child's segment, per worker that sees it.
+
+    The prefix is written at ``0..prefix-1`` and every child writes from ``prefix`` on. Worker
+    ``b``'s view is the prefix, the other children in plan order, its own tokens last, in
+    ``b``'s own frame (its tokens at their written positions), so a segment placed ``x``
+    positions after where it was written, minus the ``own`` shift, moves by ``x - own``::
+
+        worker 1 of 3, span 2:   prefix | child 0 | child 2 | own
+        layout - written:          0    |    0    |    2    |  4    -> deltas -4, -4, -2
+    """
+    own_shift = (children - 1) * span  # every other child sits before the worker's own tokens
+    prefix_deltas = {b: -own_shift for b in range(children)}
+    child_deltas: list[dict[int, int]] = []
+    for c in range(children):
+        # in worker b's view, child c follows the prefix and the children before it (but b)
+        child_deltas.append({b: (c - (c > b)) * span - own_shift
+                             for b in range(children) if b != c})
+    return [prefix_deltas, *child_deltas]
+
+
+def bench_segments(shape: str, children: int, span: int, reps: int, prefix: int = 512) -> dict:
+    heads, kv_heads, dim, theta = SEGMENT_SHAPES[shape]
+    gen = torch.Generator().manual_seed(children * 10_000 + span)
+    inv_freq = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    num_slots = prefix + children * span
+    k_pages = torch.empty(num_slots + 64, 1, kv_heads, dim)  # page size 1, like the CPU engine
+    v_pages = torch.empty_like(k_pages)
+    slots = torch.randperm(num_slots + 64, generator=gen)[:num_slots]  # scattered, as in use
+    # stored keys carry RoPE at their written positions; for timing any keys will do
+    store_kv(k_pages, v_pages, torch.randn(num_slots, kv_heads, dim, generator=gen),
+             torch.randn(num_slots, kv_heads, dim, generator=gen), slots)
+    prefix_slots = slots[:prefix]
+    child_slots = [slots[prefix + c * span:prefix + (c + 1) * span] for c in range(children)]
+    deltas = sibling_layout(children, span, prefix)
+    q = torch.randn(children, heads, dim, generator=gen)  # one new token per child, stored
+    cu_q = cu([1] * children)
+
+    def plan_tim():
+        segments = [SharedSegment(prefix_slots, deltas[0]),
+                    *[SharedSegment(child_slots[c], deltas[1 + c]) for c in range(children)]]
+        return plan_segments(q, k_pages, cu_q, torch.cat(child_slots), cu([span] * children),
+                             segments, inv_freq=inv_freq)
+
+    def plan_naive():
+        """Each worker's view slots (prefix, others in plan order, own) and per-key deltas."""
+        view_slots, view_deltas = [], []
+        for b in range(children):
+            view_slots.append(prefix_slots)
+            view_deltas.append(torch.full((prefix,), deltas[0][b]))
+            for c in range(children):
+                if c != b:
+                    view_slots.append(child_slots[c])
+                    view_deltas.append(torch.full((span,), deltas[1 + c][b]))
+            view_slots.append(child_slots[b])
+            view_deltas.append(torch.zeros(span, dtype=torch.int64))
+        view_len = prefix + children * span
+        cu_k = cu([view_len] * children)
+        varlen = plan_varlen(q, kv_heads, cu_q, cu_k, 1, view_len)
+        return torch.cat(view_slots), torch.cat(view_deltas), varlen, cu_k
+
+    seg_plan = plan_tim()
+    view_slots, view_deltas, varlen, cu_k = plan_naive()
+
+    def rotate_query():
+        return seg_plan.run(q, k_pages, v_pages)
+
+    def rotate_keys():
+        k, v = gather_kv(k_pages, v_pages, view_slots)  # every worker's view
+        return varlen.run(q, rope_shift(k, view_deltas, inv_freq), v)
+
+    k, v = gather_kv(k_pages, v_pages, view_slots)
+    k = rope_shift(k.double(), view_deltas, inv_freq)
+    ref, _ = reference_attention(q.double(), k, v.double(), cu_q, cu_k,
+                                 AttentionParams(True, dim**-0.5))
+    err = max(max_err(rotate_query()[0], ref), max_err(rotate_keys()[0], ref))
+    assert err < 1e-4, f"segment check failed: {err}"
+    plan_ms = {name: statistics.median(_timed(fn) for _ in range(5))
+               for name, fn in (("tim_plan_ms", plan_tim), ("baseline_plan_ms", plan_naive))}
+    return {"case": f"{shape} ({heads}/{kv_heads}/{dim}), {children} siblings x {span}, "
+                    f"prefix {prefix}",
+            "tim": "SegmentPlan.run (rotate queries)",
+            "baseline": "re-rotate keys per worker + gather + varlen",
+            **timed_pair(rotate_query, rotate_keys, reps), **plan_ms, "max_err": err}
+
+
+def _timed(fn: Callable) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
+
+
+def segment_table(rows: list[dict], threads: int) -> str:
+    lines = ["| shape (H/Hkv/D) | siblings | span | rotate queries ms | re-rotate keys ms | "
+             "keys / queries | same, CPU time | plan ms (queries / keys), once per step |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        cpu = (f"{r['baseline_cpu_ms'] / r['tim_cpu_ms']:.2f}x" if threads == 1
+               else "n/a (threads > 1)")
+        lines.append(f"| {r['shape']} | {r['children']} | {r['span']} | {r['tim_ms']:.2f} | "
+                     f"{r['baseline_ms']:.2f} | {r['baseline_ms'] / r['tim_ms']:.2f}x | {cpu} | "
+                     f"{r['tim_plan_ms']:.2f} / {r['baseline_plan_ms']:.2f} |")
+    return "\n".join(lines)
+
+
 def table(info: dict, rows: list[dict]) -> str:
     lines = [f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} "
              f"({info['threads']} threads); load average at start {info['loadavg_at_start']}, "
              f"at end {info.get('loadavg_at_end', '?')}",
              "", "| case | tim | ms | baseline | ms | baseline / tim | same, CPU time |",
              "|---|---|---:|---|---:|---:|---:|"]
+    if not rows:
+        return lines[0]
     for r in rows:
         cpu = (f"{r['baseline_cpu_ms'] / r['tim_cpu_ms']:.2f}x" if info["threads"] == 1
                else "n/a (threads > 1)")
@@ -194,23 +316,49 @@ def table(info: dict, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+CASES = ("cascade", "varlen", "rope", "segments")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"comma-separated subset of {', '.join(CASES)} (default all)")
     args = parser.parse_args()
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if not cases or any(c not in CASES for c in cases):
+        parser.error(f"--cases takes a comma-separated subset of {', '.join(CASES)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     reps = 3 if args.quick else 9
     info = machine()
-    rows = [bench_cascade(8, reps), bench_cascade(32, reps),
-            bench_varlen("prefill", reps), bench_varlen("decode", reps), *bench_rope(reps)]
+    rows = []
+    if "cascade" in cases:
+        rows += [bench_cascade(8, reps), bench_cascade(32, reps)]
+    if "varlen" in cases:
+        rows += [bench_varlen("prefill", reps), bench_varlen("decode", reps)]
+    if "rope" in cases:
+        rows += bench_rope(reps)
+    segment_rows = []
+    if "segments" in cases:
+        spans = (64, 256) if args.quick else (64, 256, 1024)
+        for shape in SEGMENT_SHAPES:
+            for children in (2, 4, 8):
+                for span in spans:
+                    row = bench_segments(shape, children, span, reps)
+                    segment_rows.append({"shape": shape, "children": children, "span": span,
+                                         **row})
     info["loadavg_at_end"] = loadavg()
     print(table(info, rows))
+    if segment_rows:
+        print("\nShared sibling visibility, one layer of a decode step (each sibling decodes "
+              "one token; prefix 512):\n")
+        print(segment_table(segment_rows, info["threads"]))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": info, "results": rows}, f, indent=2)
+            json.dump({"machine": info, "results": rows + segment_rows}, f, indent=2)
 
 
 if __name__ == "__main__":
