@@ -19,11 +19,13 @@ from hypothesis import strategies as st
 import tim.kernels.segments as segments_module
 from tim.kernels import (
     SharedSegment,
+    merge_attention_states,
     plan_segments,
     rope_shift,
     segment_attention,
     varlen_attention,
 )
+from tim.kernels.segments import merge_rows
 
 NEG_INF = float("-inf")
 
@@ -299,12 +301,11 @@ def test_positive_and_negative_deltas_and_empty_pieces(kt):
     assert_matches(kt, (out, lse), oracle(case, layer, written, q_pos))
     plan = plan_segments(layer.q, layer.k_pages, inputs["cu_seqlens_q"], inputs["own_slots"],
                          inputs["cu_seqlens_own"], inputs["segments"], **options(case, inputs))
-    # one pass per segment that holds keys and has viewers with queries: prefix and segment 2
-    assert len(plan.passes) == 2
-    prefix, seg = plan.passes
-    assert prefix.rows is None and prefix.shift is None  # all rows, not rotated
-    assert seg.rows == slice(0, 5)  # workers 0 and 1 (worker 2 has no query)
-    assert seg.shift.tolist() == [-37] * 4 + [55]
+    # the prefix (all rows, unrotated) and segment 2 (workers 0 and 1; worker 2 has no
+    # query) are planned; the empty segment and the unseen one are dropped
+    assert plan.rows.tolist() == [0, 1, 2, 3, 4, 5, 6] + [0, 1, 2, 3, 4]
+    assert plan.shift.tolist() == [0] * 7 + [-37] * 4 + [55]
+    assert plan.slots.numel() == 6 + 4
 
 
 def test_worker_without_shared_segments_and_rows_seeing_nothing(kt):
@@ -319,6 +320,33 @@ def test_worker_without_shared_segments_and_rows_seeing_nothing(kt):
     for row in (0, 3):
         assert torch.all(out[row] == 0) and torch.all(torch.isneginf(lse[:, row]))
     assert torch.isfinite(lse[:, 4:]).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(num_rows=st.integers(1, 5), rows=st.lists(st.integers(0, 4), max_size=12),
+       empty=st.lists(st.booleans(), min_size=17, max_size=17), seed=st.integers(0, 2**16),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_merge_rows_equals_pairwise_merges(num_rows, rows, empty, seed, dtype):
+    rows = [r % num_rows for r in rows]
+    gen = torch.Generator().manual_seed(seed)
+    o = torch.randn(num_rows, 3, 4, generator=gen, dtype=dtype)
+    lse = torch.randn(3, num_rows, generator=gen, dtype=dtype) * 5
+    o_parts = torch.randn(len(rows), 3, 4, generator=gen, dtype=dtype)
+    lse_parts = torch.randn(3, len(rows), generator=gen, dtype=dtype) * 5
+    lse[:, torch.tensor(empty[:num_rows])] = NEG_INF  # rows and parts that saw no key
+    lse_parts[:, torch.tensor(empty[5:5 + len(rows)], dtype=torch.bool)] = NEG_INF
+    o[torch.isneginf(lse[0])] = 0
+    got_o, got_lse = merge_rows(o, lse, o_parts, lse_parts, torch.tensor(rows, dtype=torch.int64))
+    want_o, want_lse = o.clone(), lse.clone()
+    for i, r in enumerate(rows):
+        m_o, m_lse = merge_attention_states(want_o[r:r + 1], want_lse[:, r:r + 1],
+                                            o_parts[i:i + 1], lse_parts[:, i:i + 1])
+        want_o[r:r + 1], want_lse[:, r:r + 1] = m_o, m_lse
+    torch.testing.assert_close(got_o, want_o, atol=1e-6, rtol=1e-6)
+    assert torch.equal(torch.isneginf(got_lse), torch.isneginf(want_lse))
+    finite = torch.isfinite(want_lse)
+    torch.testing.assert_close(got_lse[finite], want_lse[finite].to(got_lse.dtype))
+    assert not got_o.isnan().any()
 
 
 def test_errors_name_the_problem():

@@ -28,24 +28,26 @@ a query written at ``P`` and a key written at ``w``::
 The attention is then a cascade over segments merged by log-sum-exp: one unmasked pass per
 shared segment over the query rows of every worker that sees it (each rotated by its own
 ``-delta``; the segment's K/V is read once per layer), and one causal pass over each worker's
-own segment (bottom-right, as the cascade suffix pass).
+own segment (bottom-right, as the cascade suffix pass). The shared passes are packed into one
+varlen call, a "sequence" per segment, and merged into their rows all at once
+(:func:`merge_rows`), so a step costs the same few calls however many segments there are.
 """
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
+from itertools import accumulate
 from typing import NamedTuple
 
 import torch
 
 from tim.kernels.backends import KernelPlan, resolve_backend
-from tim.kernels.merge import merge_attention_states
 from tim.kernels.params import AttentionParams, check_cu_seqlens, check_heads, check_offsets
 from tim.kernels.rope import rope_shift
 from tim.kernels.slots import _check_slots, _flat, as_slice, gather_unchecked
 
-__all__ = ["SharedSegment", "SegmentPlan", "plan_segments", "segment_attention"]
+__all__ = ["SharedSegment", "SegmentPlan", "merge_rows", "plan_segments", "segment_attention"]
 
 
 class SharedSegment(NamedTuple):
@@ -65,29 +67,32 @@ class SharedSegment(NamedTuple):
     deltas: Mapping[int, int]
 
 
-class _SharedPass:
-    """One shared segment: its slots, the query rows that see it, their shift, a kernel plan."""
-
-    __slots__ = ("slots", "rows", "shift", "kernel")
-
-    def __init__(self, slots, rows, shift, kernel: KernelPlan) -> None:
-        self.slots, self.rows, self.shift, self.kernel = slots, rows, shift, kernel
-
-
 class SegmentPlan:
     """A planned :func:`segment_attention`: ``run(q, k_pages, v_pages) -> (out, lse)``.
 
-    Holds the own-segment plan and slots, and per shared segment its slots (a slice when they
-    are one run), the query rows that see it (``None`` for all rows, a slice when contiguous,
-    else an int64 index), the rotation of those rows (``None`` when every delta is 0, an int
-    when they are all equal, else a per-row int64 tensor of ``-delta``) and a backend plan.
+    The shared segments form one packed unmasked call, one "sequence" per segment whose
+    queries are the rows of every worker that sees it::
+
+        keys:    prefix        | child 0    | child 1    ...   each segment once
+        rows:    0  1  2  3    | 1  2  3    | 0  2  3    ...   pair i: a row of q, rotated
+                                                               by its worker's -delta
+
+    Attributes: ``own`` and ``own_slots`` (the workers' own segments, causal), ``shared`` (the
+    packed call's backend plan), ``slots`` (every shared segment's slots, packed; a slice
+    when they are one run), ``rows`` (``(N,)`` int64, the query row of each pair), ``shift``
+    (``None`` when every delta is 0, an int when all are equal, else ``(N,)`` int64 of
+    ``-delta``), and the RoPE ``inv_freq`` and ``interleaved``. ``shared`` is ``None`` when no
+    query sees a shared key.
     """
 
-    __slots__ = ("own", "own_slots", "passes", "inv_freq", "interleaved")
+    __slots__ = ("own", "own_slots", "shared", "slots", "rows", "shift", "inv_freq",
+                 "interleaved")
 
-    def __init__(self, own: KernelPlan, own_slots: torch.Tensor, passes: list[_SharedPass],
+    def __init__(self, own: KernelPlan, own_slots: torch.Tensor, shared: KernelPlan | None,
+                 slots: torch.Tensor, rows: torch.Tensor, shift: int | torch.Tensor | None,
                  inv_freq: torch.Tensor | None, interleaved: bool) -> None:
-        self.own, self.own_slots, self.passes = own, as_slice(own_slots), passes
+        self.own, self.own_slots = own, as_slice(own_slots)
+        self.shared, self.slots, self.rows, self.shift = shared, as_slice(slots), rows, shift
         self.inv_freq, self.interleaved = inv_freq, interleaved
 
     def run(self, q: torch.Tensor, k_pages: torch.Tensor, v_pages: torch.Tensor
@@ -96,22 +101,33 @@ class SegmentPlan:
         lse (H, total_q))``."""
         k, v = gather_unchecked(k_pages, v_pages, self.own_slots)
         out, lse = self.own.run(q, k, v)
-        owned = False  # may we write into out / lse in place (not a backend's own result)?
-        for p in self.passes:
-            k, v = gather_unchecked(k_pages, v_pages, p.slots)  # read once for all its rows
-            rows_q = q if p.rows is None else q[p.rows]  # (n, H, D)
-            if p.shift is not None:
-                rows_q = rope_shift(rows_q, p.shift, self.inv_freq, interleaved=self.interleaved)
-            o_seg, lse_seg = p.kernel.run(rows_q, k, v)
-            if p.rows is None:
-                out, lse = merge_attention_states(out, lse, o_seg, lse_seg)
-                owned = True
-                continue
-            if not owned:
-                out, lse, owned = out.clone(), lse.clone(), True
-            out[p.rows], lse[:, p.rows] = merge_attention_states(
-                out[p.rows], lse[:, p.rows], o_seg, lse_seg)
-        return out, lse
+        if self.shared is None:
+            return out, lse
+        k, v = gather_unchecked(k_pages, v_pages, self.slots)  # each segment once
+        pair_q = q.index_select(0, self.rows)  # (N, H, D): a row once per segment it sees
+        if self.shift is not None:
+            pair_q = rope_shift(pair_q, self.shift, self.inv_freq, interleaved=self.interleaved)
+        o_pairs, lse_pairs = self.shared.run(pair_q, k, v)
+        return merge_rows(out, lse, o_pairs, lse_pairs, self.rows)
+
+
+def merge_rows(
+    o: torch.Tensor, lse: torch.Tensor, o_parts: torch.Tensor, lse_parts: torch.Tensor,
+    rows: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`merge_attention_states` of each row of ``o (T, H, D), lse (H, T)`` with every
+    part ``i`` of ``o_parts (N, H, D), lse_parts (H, N)`` that belongs to it
+    (``rows (N,)`` int64), all parts at once. Same formula: weights ``exp(lse - max)``."""
+    acc = torch.float64 if torch.float64 in (o.dtype, lse.dtype) else torch.float32
+    lse, lse_parts = lse.to(acc), lse_parts.to(acc)
+    m = lse.scatter_reduce(1, rows.expand(lse.shape[0], -1), lse_parts, "amax")  # (H, T)
+    m = torch.where(torch.isinf(m), 0.0, m)  # a row with no key anywhere: avoid inf - inf
+    w, w_parts = torch.exp(lse - m), torch.exp(lse_parts - m[:, rows])  # (H, T), (H, N)
+    total = w.index_add(1, rows, w_parts)  # (H, T)
+    out = (o.to(acc) * w.t()[..., None]).index_add_(
+        0, rows, o_parts.to(acc) * w_parts.t()[..., None])  # (T, H, D)
+    out = out / torch.where(total > 0, total, 1.0).t()[..., None]
+    return out.to(o.dtype), m + torch.log(total)  # log(0) = -inf for a row with no key
 
 
 def segment_attention(
@@ -228,8 +244,9 @@ def plan_segments(
     ``q`` and ``k_pages`` are read for their shapes, dtype and device only).
 
     The offsets are read on the host (one device sync on CUDA), the query rows and per-row
-    shifts of each segment built, and one backend plan made per pass. Segments that no
-    query sees, or that hold no key, are dropped here.
+    shifts of every segment built, and two backend plans made: the own segments (causal) and
+    the shared segments packed (unmasked). Segments that no query sees, or that hold no
+    key, are dropped here.
 
     Examples
     --------
@@ -240,7 +257,7 @@ def plan_segments(
     >>> plan = plan_segments(q, kp, cu, torch.tensor([3, 4, 5]),
     ...                      torch.tensor([0, 2, 3], dtype=torch.int32), [seg],
     ...                      inv_freq=torch.ones(4))
-    >>> plan.passes[0].shift.tolist()                    # each row rotated by its own -delta
+    >>> plan.shift.tolist()                              # each row rotated by its own -delta
     [5, -4]
     >>> plan.run(q, kp, kp)[1].shape                     # one plan, any layer's pool
     torch.Size([2, 2])
@@ -268,24 +285,34 @@ def plan_segments(
     impl = resolve_backend(backend, q, params)
     own = impl.plan(q, num_kv_heads, cu_seqlens_q, cu_seqlens_own, max(q_lens, default=0),
                     max(own_lens, default=0), params)
-    unmasked = AttentionParams(False, params.softmax_scale, (-1, -1), params.softcap)
-    passes = []
+    rows, shifts, num_rows, num_keys, slots = [], [], [], [], []
     for i, segment in enumerate(segments):
         deltas = _check_segment(segment, i, num_workers)
         workers = [b for b in sorted(deltas) if q_lens[b] > 0]
-        num_rows, seg_len = sum(q_lens[b] for b in workers), segment.slots.numel()
-        if num_rows == 0 or seg_len == 0:
+        if not workers or segment.slots.numel() == 0:
             continue  # contributes no key to any row
-        cu_rows = torch.tensor([0, num_rows], dtype=torch.int32, device=q.device)
-        cu_keys = torch.tensor([0, seg_len], dtype=torch.int32, device=q.device)
-        kernel = impl.plan(q[:num_rows], num_kv_heads, cu_rows, cu_keys, num_rows, seg_len,
-                           unmasked)
-        rows = _rows(cu_q, workers, q.shape[0], q.device)
-        shift = _shift([(-deltas[b], q_lens[b]) for b in workers], q.device)
-        if shift is not None:
-            _check_inv_freq(inv_freq, q.shape[2])
-        passes.append(_SharedPass(as_slice(segment.slots), rows, shift, kernel))
-    return SegmentPlan(own, own_slots, passes, inv_freq, interleaved)
+        for b in workers:
+            rows += range(cu_q[b], cu_q[b + 1])
+            shifts += [-deltas[b]] * q_lens[b]
+        num_rows.append(sum(q_lens[b] for b in workers))
+        num_keys.append(segment.slots.numel())
+        slots.append(segment.slots)
+    shift = _shift(shifts, q.device)
+    if shift is not None:
+        _check_inv_freq(inv_freq, q.shape[2])
+    shared = None
+    if rows:  # one unmasked "sequence" per segment: its viewers' rows x its keys
+        unmasked = AttentionParams(False, params.softmax_scale, (-1, -1), params.softcap)
+        cu_rows = torch.tensor([0, *accumulate(num_rows)], dtype=torch.int32, device=q.device)
+        cu_keys = torch.tensor([0, *accumulate(num_keys)], dtype=torch.int32, device=q.device)
+        pair_q = q[:1].expand(len(rows), -1, -1)  # read for its shape, dtype and device
+        shared = impl.plan(pair_q, num_kv_heads, cu_rows, cu_keys, max(num_rows),
+                           max(num_keys), unmasked)
+    return SegmentPlan(
+        own, own_slots, shared,
+        torch.cat(slots) if slots else own_slots.new_zeros(0),
+        torch.tensor(rows, dtype=torch.int64, device=q.device), shift, inv_freq, interleaved,
+    )
 
 
 def _check_segment(segment: SharedSegment, index: int, num_workers: int) -> dict[int, int]:
@@ -306,27 +333,14 @@ def _check_segment(segment: SharedSegment, index: int, num_workers: int) -> dict
     return deltas
 
 
-def _rows(cu_q: list[int], workers: list[int], total_q: int, device: torch.device):
-    """The query rows of ``workers`` (ascending): ``None`` for all rows, a slice when they are
-    one run, else an int64 index."""
-    spans = [(cu_q[b], cu_q[b + 1]) for b in workers]
-    if all(spans[i][1] == spans[i + 1][0] for i in range(len(spans) - 1)):
-        first, last = spans[0][0], spans[-1][1]
-        return None if (first, last) == (0, total_q) else slice(first, last)
-    return torch.cat([torch.arange(a, e, device=device) for a, e in spans])
-
-
-def _shift(runs: list[tuple[int, int]], device: torch.device) -> int | torch.Tensor | None:
-    """Per-row rotation from ``(shift, rows)`` runs: ``None`` when all 0, an int when all
-    equal, else a ``(rows,)`` int64 tensor."""
-    values = {s for s, _ in runs}
-    if values == {0}:
+def _shift(shifts: list[int], device: torch.device) -> int | torch.Tensor | None:
+    """Per-row rotation: ``None`` when all 0, an int when all equal, else ``(N,)`` int64."""
+    values = set(shifts)
+    if values <= {0}:
         return None
     if len(values) == 1:
         return values.pop()
-    shifts = torch.tensor([s for s, _ in runs], dtype=torch.int64)
-    counts = torch.tensor([n for _, n in runs], dtype=torch.int64)
-    return shifts.repeat_interleave(counts).to(device)
+    return torch.tensor(shifts, dtype=torch.int64, device=device)
 
 
 def _check_inv_freq(inv_freq: torch.Tensor | None, dim: int) -> None:
