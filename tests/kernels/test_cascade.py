@@ -78,7 +78,9 @@ def test_paged_cascade_gathers_by_slots(kt, case):
                                   softcap=case["softcap"])
     want = cascade_attention(q, pk, pv, sk, sv, cu_q, cu_s, causal=case["causal"],
                              softcap=case["softcap"])
-    assert torch.equal(out, want)
+    # the same keys; a run of slots is read in place, where the pool's alignment may change
+    # the kernel's summation order in the last bits, so not bitwise
+    torch.testing.assert_close(out, want, atol=1e-6, rtol=0)
 
 
 def test_decode_of_many_workers_on_a_long_prefix(kt):

@@ -18,7 +18,7 @@ import torch
 from tim.kernels.backends import KernelPlan, resolve_backend
 from tim.kernels.merge import merge_attention_states
 from tim.kernels.params import AttentionParams, check_cu_seqlens, check_heads, check_varlen_args
-from tim.kernels.slots import _check_slots, _flat, as_slice, gather_unchecked
+from tim.kernels.slots import GatherBuffers, _check_slots, _flat, as_slice
 
 __all__ = ["cascade_attention", "paged_cascade_attention", "plan_cascade", "plan_paged_cascade",
            "CascadePlan", "PagedCascadePlan"]
@@ -145,16 +145,17 @@ class PagedCascadePlan:
     """A planned :func:`paged_cascade_attention`: ``run(q, k_pages, v_pages)`` gathers the
     prefix once and the suffixes once, then runs the cascade plan."""
 
-    __slots__ = ("cascade", "prefix_slots", "suffix_slots")
+    __slots__ = ("cascade", "prefix", "suffix")
 
     def __init__(self, cascade: CascadePlan, prefix_slots: torch.Tensor,
                  suffix_slots: torch.Tensor) -> None:
         self.cascade = cascade
-        self.prefix_slots, self.suffix_slots = as_slice(prefix_slots), as_slice(suffix_slots)
+        self.prefix = GatherBuffers(as_slice(prefix_slots))
+        self.suffix = GatherBuffers(as_slice(suffix_slots))
 
     def run(self, q, k_pages, v_pages) -> tuple[torch.Tensor, torch.Tensor]:
-        prefix_k, prefix_v = gather_unchecked(k_pages, v_pages, self.prefix_slots)
-        suffix_k, suffix_v = gather_unchecked(k_pages, v_pages, self.suffix_slots)
+        prefix_k, prefix_v = self.prefix.gather(k_pages, v_pages)
+        suffix_k, suffix_v = self.suffix.gather(k_pages, v_pages)
         return self.cascade.run(q, prefix_k, prefix_v, suffix_k, suffix_v)
 
 

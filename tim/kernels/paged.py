@@ -12,12 +12,12 @@ import torch
 from tim.kernels.backends import KernelPlan, resolve_backend
 from tim.kernels.params import AttentionParams, check_cu_seqlens, check_heads
 from tim.kernels.slots import (
+    GatherBuffers,
     _check_slots,
     _flat,
     _max,
     as_slice,
     block_table_to_slots,
-    gather_unchecked,
 )
 
 __all__ = ["paged_attention", "plan_paged", "PagedPlan"]
@@ -100,17 +100,18 @@ class PagedPlan:
     each run gathers those slots, then runs a varlen plan.
     """
 
-    __slots__ = ("native", "inner", "slots")
+    __slots__ = ("native", "inner", "slots", "_buffers")
 
     def __init__(self, native: bool, inner: KernelPlan, slots: torch.Tensor | None) -> None:
         self.native, self.inner = native, inner
         self.slots = None if slots is None else as_slice(slots)  # a run of slots: no gather
+        self._buffers = None if slots is None else GatherBuffers(self.slots)
 
     def run(self, q: torch.Tensor, k_pages: torch.Tensor, v_pages: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.native:
             return self.inner.run(q, k_pages, v_pages)
-        k, v = gather_unchecked(k_pages, v_pages, self.slots)
+        k, v = self._buffers.gather(k_pages, v_pages)
         return self.inner.run(q, k, v)
 
 

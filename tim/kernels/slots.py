@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["store_kv", "gather_kv", "block_table_to_slots", "as_slice", "gather_unchecked"]
+__all__ = [
+    "store_kv", "gather_kv", "block_table_to_slots", "as_slice", "gather_unchecked",
+    "GatherBuffers",
+]
 
 
 def _flat(pages: torch.Tensor, name: str) -> torch.Tensor:
@@ -102,17 +105,45 @@ def gather_kv(
 
 
 def gather_unchecked(
-    k_pages: torch.Tensor, v_pages: torch.Tensor, slots: torch.Tensor | slice
+    k_pages: torch.Tensor, v_pages: torch.Tensor, slots: torch.Tensor | slice,
+    out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`gather_kv` without its argument checks, for plans that checked them once.
 
     ``slots`` may be a ``slice`` (from :func:`as_slice`): the keys are then a view of the
-    pool, not a copy.
+    pool, not a copy. ``out``, two ``(N, Hkv, D)`` tensors, receives a gather instead of
+    fresh memory: a plan gathers into the same buffers in every layer, since a fresh
+    megabyte-sized tensor per layer costs the CPU allocator page faults that can take longer
+    than the attention itself.
     """
     shape = (-1, k_pages.shape[2], k_pages.shape[3])
+    flat_k, flat_v = k_pages.view(shape), v_pages.view(shape)
     if isinstance(slots, slice):
-        return k_pages.view(shape)[slots], v_pages.view(shape)[slots]
-    return k_pages.view(shape).index_select(0, slots), v_pages.view(shape).index_select(0, slots)
+        return flat_k[slots], flat_v[slots]
+    if out is None:
+        return flat_k.index_select(0, slots), flat_v.index_select(0, slots)
+    torch.index_select(flat_k, 0, slots, out=out[0])
+    torch.index_select(flat_v, 0, slots, out=out[1])
+    return out
+
+
+class GatherBuffers:
+    """The two ``(N, Hkv, D)`` buffers one plan gathers into, made on its first run and
+    reused by every later layer (see :func:`gather_unchecked`)."""
+
+    __slots__ = ("slots", "pair")
+
+    def __init__(self, slots: torch.Tensor | slice) -> None:
+        self.slots, self.pair = slots, None
+
+    def gather(self, k_pages: torch.Tensor, v_pages: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.slots, slice):
+            return gather_unchecked(k_pages, v_pages, self.slots)
+        if self.pair is None or self.pair[0].dtype != k_pages.dtype:
+            shape = (self.slots.numel(), k_pages.shape[2], k_pages.shape[3])
+            self.pair = (k_pages.new_empty(shape), v_pages.new_empty(shape))
+        return gather_unchecked(k_pages, v_pages, self.slots, self.pair)
 
 
 def as_slice(slots: torch.Tensor) -> torch.Tensor | slice:
