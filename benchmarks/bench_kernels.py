@@ -43,7 +43,7 @@ from tim.kernels import (
     rope_shift,
     varlen_attention,
 )
-from tim.kernels.slots import gather_kv, store_kv
+from tim.kernels.slots import GatherBuffers, gather_kv, store_kv
 
 H, HKV, D = 16, 4, 128
 
@@ -262,8 +262,10 @@ def bench_segments(shape: str, children: int, span: int, reps: int, prefix: int 
     def rotate_query():
         return seg_plan.run(q, k_pages, v_pages)
 
+    views = GatherBuffers(view_slots)  # every worker's view, into buffers kept across layers
+
     def rotate_keys():
-        k, v = gather_kv(k_pages, v_pages, view_slots)  # every worker's view
+        k, v = views.gather(k_pages, v_pages)
         return varlen.run(q, rope_shift(k, view_deltas, inv_freq), v)
 
     k, v = gather_kv(k_pages, v_pages, view_slots)

@@ -305,7 +305,7 @@ def test_positive_and_negative_deltas_and_empty_pieces(kt):
     # query) are planned; the empty segment and the unseen one are dropped
     assert plan.rows.tolist() == [0, 1, 2, 3, 4, 5, 6] + [0, 1, 2, 3, 4]
     assert plan.shift.tolist() == [0] * 7 + [-37] * 4 + [55]
-    assert plan.slots.numel() == 6 + 4
+    assert plan.slots.slots.numel() == 6 + 4
 
 
 def test_worker_without_shared_segments_and_rows_seeing_nothing(kt):

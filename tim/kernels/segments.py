@@ -45,7 +45,7 @@ import torch
 from tim.kernels.backends import KernelPlan, resolve_backend
 from tim.kernels.params import AttentionParams, check_cu_seqlens, check_heads, check_offsets
 from tim.kernels.rope import rope_shift
-from tim.kernels.slots import _check_slots, _flat, as_slice, gather_unchecked
+from tim.kernels.slots import GatherBuffers, _check_slots, _flat, as_slice
 
 __all__ = ["SharedSegment", "SegmentPlan", "merge_rows", "plan_segments", "segment_attention"]
 
@@ -78,8 +78,8 @@ class SegmentPlan:
                                                                by its worker's -delta
 
     Attributes: ``own`` and ``own_slots`` (the workers' own segments, causal), ``shared`` (the
-    packed call's backend plan), ``slots`` (every shared segment's slots, packed; a slice
-    when they are one run), ``rows`` (``(N,)`` int64, the query row of each pair), ``shift``
+    packed call's backend plan), ``slots`` (every shared segment's slots, packed, with the
+    buffers they are gathered into), ``rows`` (``(N,)`` int64, the query row of each pair), ``shift``
     (``None`` when every delta is 0, an int when all are equal, else ``(N,)`` int64 of
     ``-delta``), and the RoPE ``inv_freq`` and ``interleaved``. ``shared`` is ``None`` when no
     query sees a shared key.
@@ -91,19 +91,21 @@ class SegmentPlan:
     def __init__(self, own: KernelPlan, own_slots: torch.Tensor, shared: KernelPlan | None,
                  slots: torch.Tensor, rows: torch.Tensor, shift: int | torch.Tensor | None,
                  inv_freq: torch.Tensor | None, interleaved: bool) -> None:
-        self.own, self.own_slots = own, as_slice(own_slots)
-        self.shared, self.slots, self.rows, self.shift = shared, as_slice(slots), rows, shift
+        # the gathers land in buffers kept across layers: no fresh pages for the allocator
+        self.own, self.own_slots = own, GatherBuffers(as_slice(own_slots))
+        self.shared, self.slots = shared, GatherBuffers(as_slice(slots))
+        self.rows, self.shift = rows, shift
         self.inv_freq, self.interleaved = inv_freq, interleaved
 
     def run(self, q: torch.Tensor, k_pages: torch.Tensor, v_pages: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:
         """``q (total_q, H, D)``, one layer's pool ``(P, S, Hkv, D)`` -> ``(out (total_q, H, D),
         lse (H, total_q))``."""
-        k, v = gather_unchecked(k_pages, v_pages, self.own_slots)
+        k, v = self.own_slots.gather(k_pages, v_pages)
         out, lse = self.own.run(q, k, v)
         if self.shared is None:
             return out, lse
-        k, v = gather_unchecked(k_pages, v_pages, self.slots)  # each segment once
+        k, v = self.slots.gather(k_pages, v_pages)  # each segment once
         pair_q = q.index_select(0, self.rows)  # (N, H, D): a row once per segment it sees
         if self.shift is not None:
             pair_q = rope_shift(pair_q, self.shift, self.inv_freq, interleaved=self.interleaved)
