@@ -25,7 +25,7 @@ from tim.kernels import (
     segment_attention,
     varlen_attention,
 )
-from tim.kernels.segments import merge_rows
+from tim.kernels.merge import merge_rows
 
 NEG_INF = float("-inf")
 

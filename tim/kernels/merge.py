@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["merge_attention_states"]
+__all__ = ["merge_attention_states", "merge_rows"]
 
 
 def merge_attention_states(
@@ -66,3 +66,22 @@ def merge_attention_states(
     o = o1.to(acc) * w1t + o2.to(acc) * w2t
     lse = m_safe + torch.log(total)  # log(0) = -inf for two empty sides
     return o.to(o1.dtype), lse
+
+
+def merge_rows(
+    o: torch.Tensor, lse: torch.Tensor, o_parts: torch.Tensor, lse_parts: torch.Tensor,
+    rows: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`merge_attention_states` of each row of ``o (T, H, D), lse (H, T)`` with every
+    part ``i`` of ``o_parts (N, H, D), lse_parts (H, N)`` that belongs to it
+    (``rows (N,)`` int64), all parts at once. Same formula: weights ``exp(lse - max)``."""
+    acc = torch.float64 if torch.float64 in (o.dtype, lse.dtype) else torch.float32
+    lse, lse_parts = lse.to(acc), lse_parts.to(acc)
+    m = lse.scatter_reduce(1, rows.expand(lse.shape[0], -1), lse_parts, "amax")  # (H, T)
+    m = torch.where(torch.isinf(m), 0.0, m)  # a row with no key anywhere: avoid inf - inf
+    w, w_parts = torch.exp(lse - m), torch.exp(lse_parts - m[:, rows])  # (H, T), (H, N)
+    total = w.index_add(1, rows, w_parts)  # (H, T)
+    out = (o.to(acc) * w.t()[..., None]).index_add_(
+        0, rows, o_parts.to(acc) * w_parts.t()[..., None])  # (T, H, D)
+    out = out / torch.where(total > 0, total, 1.0).t()[..., None]
+    return out.to(o.dtype), m + torch.log(total)  # log(0) = -inf for a row with no key

@@ -30,7 +30,11 @@ shared segment over the query rows of every worker that sees it (each rotated by
 ``-delta``; the segment's K/V is read once per layer), and one causal pass over each worker's
 own segment (bottom-right, as the cascade suffix pass). The shared passes are packed into one
 varlen call, a "sequence" per segment, and merged into their rows all at once
-(:func:`merge_rows`), so a step costs the same few calls however many segments there are.
+(:func:`~tim.kernels.merge.merge_rows`), so a step costs the same few calls however many
+segments there are.
+
+Over 300 lines because the plan, its run and the one-shot call are one concept whose long
+parameter list is documented once, FlashAttention-style, with its checks beside it.
 """
 
 from __future__ import annotations
@@ -43,11 +47,12 @@ from typing import NamedTuple
 import torch
 
 from tim.kernels.backends import KernelPlan, resolve_backend
+from tim.kernels.merge import merge_rows
 from tim.kernels.params import AttentionParams, check_cu_seqlens, check_heads, check_offsets
 from tim.kernels.rope import rope_shift
 from tim.kernels.slots import GatherBuffers, _check_slots, _flat, as_slice
 
-__all__ = ["SharedSegment", "SegmentPlan", "merge_rows", "plan_segments", "segment_attention"]
+__all__ = ["SharedSegment", "SegmentPlan", "plan_segments", "segment_attention"]
 
 
 class SharedSegment(NamedTuple):
@@ -111,25 +116,6 @@ class SegmentPlan:
             pair_q = rope_shift(pair_q, self.shift, self.inv_freq, interleaved=self.interleaved)
         o_pairs, lse_pairs = self.shared.run(pair_q, k, v)
         return merge_rows(out, lse, o_pairs, lse_pairs, self.rows)
-
-
-def merge_rows(
-    o: torch.Tensor, lse: torch.Tensor, o_parts: torch.Tensor, lse_parts: torch.Tensor,
-    rows: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`merge_attention_states` of each row of ``o (T, H, D), lse (H, T)`` with every
-    part ``i`` of ``o_parts (N, H, D), lse_parts (H, N)`` that belongs to it
-    (``rows (N,)`` int64), all parts at once. Same formula: weights ``exp(lse - max)``."""
-    acc = torch.float64 if torch.float64 in (o.dtype, lse.dtype) else torch.float32
-    lse, lse_parts = lse.to(acc), lse_parts.to(acc)
-    m = lse.scatter_reduce(1, rows.expand(lse.shape[0], -1), lse_parts, "amax")  # (H, T)
-    m = torch.where(torch.isinf(m), 0.0, m)  # a row with no key anywhere: avoid inf - inf
-    w, w_parts = torch.exp(lse - m), torch.exp(lse_parts - m[:, rows])  # (H, T), (H, N)
-    total = w.index_add(1, rows, w_parts)  # (H, T)
-    out = (o.to(acc) * w.t()[..., None]).index_add_(
-        0, rows, o_parts.to(acc) * w_parts.t()[..., None])  # (T, H, D)
-    out = out / torch.where(total > 0, total, 1.0).t()[..., None]
-    return out.to(o.dtype), m + torch.log(total)  # log(0) = -inf for a row with no key
 
 
 def segment_attention(
