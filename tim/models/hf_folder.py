@@ -18,6 +18,12 @@ def check_hf_folder(folder: Path) -> str | None:
 
     Each safetensors file must be as long as its header says; an index must name only
     files that exist.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> check_hf_folder(Path(tempfile.mkdtemp()))
+    'config.json is missing'
     """
     for required in ("config.json", "tokenizer_config.json"):
         if not (folder / required).is_file():
