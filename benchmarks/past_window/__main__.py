@@ -1,4 +1,4 @@
-"""``python -m benchmarks.past_window [--quick] [--cache DIR] [--reuse] [--docs]``.
+"""``python -m benchmarks.past_window [--quick] [--cache DIR] [--reuse] [--report-only] [--docs]``.
 
 Trains the tree and flat models (or reuses checkpoints trained with the same config),
 evaluates them through tim, prints the tables and writes ``report.md`` and
@@ -14,8 +14,8 @@ import platform
 import sys
 from pathlib import Path
 
-from .pipeline import FULL, QUICK, RecipeConfig, RecipeResult, run_recipe
-from .report import accuracy_table, cost_table, plot_accuracy, replace_block
+from .pipeline import FULL, QUICK, RecipeConfig, RecipeResult, load_recipe, run_recipe
+from .report import accuracy_table, cost_table, plot_accuracy, replace_block, solved_table
 
 DOC = Path("docs") / "evaluation.md"
 DOC_PLOT = Path("docs") / "img" / "past_window.png"
@@ -50,15 +50,21 @@ def render(cfg: RecipeConfig, result: RecipeResult, *, threads: int) -> str:
             f"20 steps), {tr.wall_time_s / 60:.1f} min.")
     lines += [
         f"- Evaluation: {cfg.num_questions} held-out questions per height, greedy, "
-        f"`buffer:{cfg.k}` for the tree model; {result.eval_wall_time_s / 60:.1f} min.",
+        f"`buffer:{cfg.k}` for the tree model; the runs took {result.eval_wall_time_s / 60:.1f} "
+        "min in all.",
         "",
         "Accuracy (correct/questions, 95% Wilson interval):",
         "",
         accuracy_table(result.cells),
         "",
-        "Cost and memory (per configuration and height; peak and max over the questions):",
+        "Cost and memory (per configuration and height; peak and max over all the runs, "
+        "those stopped at the window included):",
         "",
         cost_table(result.cells),
+        "",
+        "The runs that got the answer:",
+        "",
+        solved_table(result.outcomes, window=cfg.model.window),
     ]
     return "\n".join(lines)
 
@@ -72,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="checkpoint folder (default: tim's cache, ~/.cache/tim/past_window)")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse checkpoints trained with the same config")
+    parser.add_argument("--report-only", action="store_true",
+                        help="redraw the report from the last finished run's files")
     parser.add_argument("--docs", action="store_true",
                         help="write the tables into docs/evaluation.md and the plot into docs/img")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -91,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = QUICK if args.quick else FULL
     cache = args.cache if args.cache is not None else cache_dir() / "past_window"
     console = Console(stderr=True)
-    with Progress(console=console, transient=False) as progress:
-        result = run_recipe(cfg, cache=cache, reuse=args.reuse, progress=progress)
+    if args.report_only:
+        result = load_recipe(cfg, cache=cache)
+    else:
+        with Progress(console=console, transient=False) as progress:
+            result = run_recipe(cfg, cache=cache, reuse=args.reuse, progress=progress)
     report = render(cfg, result, threads=args.threads)
     (result.folder / "report.md").write_text(report + "\n", encoding="utf-8")
     title = (f"{cfg.model.num_layers}-layer Llama, window {cfg.model.window}, "

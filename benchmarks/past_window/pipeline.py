@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from .task import Problem
 from .tokenizer import train_tokenizer
 from .train import ModelConfig, TrainConfig, TrainResult, train
 
-__all__ = ["RecipeConfig", "RecipeResult", "QUICK", "FULL", "build_pools", "run_recipe"]
+__all__ = ["RecipeConfig", "RecipeResult", "QUICK", "FULL", "build_pools", "run_recipe",
+           "load_recipe"]
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,11 @@ class RecipeResult:
     training: dict[str, TrainResult] = field(default_factory=dict)
     outcomes: list[RunOutcome] = field(default_factory=list)
     cells: list[Cell] = field(default_factory=list)
-    eval_wall_time_s: float = 0.0
+
+    @property
+    def eval_wall_time_s(self) -> float:
+        """The runs' wall times, summed."""
+        return sum(o.wall_time_s for o in self.outcomes)
 
 
 def build_pools(tokenizer: Any, cfg: RecipeConfig) -> dict[str, list]:
@@ -137,7 +141,6 @@ def run_recipe(cfg: RecipeConfig, *, cache: Path, reuse: bool = False,
                 for s in EVAL_SEEDS[: cfg.num_questions]]
     task = progress.add_task("evaluate", total=len(problems) * len(cfg.configs)) \
         if progress is not None else None
-    start = time.perf_counter()
     with torch.inference_mode():
         for config in cfg.configs:
             for problem in problems:
@@ -148,8 +151,23 @@ def run_recipe(cfg: RecipeConfig, *, cache: Path, reuse: bool = False,
                 if task is not None:
                     progress.update(task, advance=1,
                                     description=f"evaluate {config} h={problem.height}")
-    result.eval_wall_time_s = time.perf_counter() - start
     (folder / "outcomes.json").write_text(json.dumps(
         [asdict(o) for o in result.outcomes], indent=0))
+    result.cells = aggregate(result.outcomes, window=cfg.model.window)
+    return result
+
+
+def load_recipe(cfg: RecipeConfig, *, cache: Path) -> RecipeResult:
+    """The result of an earlier :func:`run_recipe` with this very config, from its files."""
+    folder = cache / cfg.name
+    config_json = json.dumps(asdict(cfg), indent=1, sort_keys=True)
+    if not (folder / "outcomes.json").is_file() or \
+            (folder / "config.json").read_text() != config_json:
+        raise ValueError(f"no finished run of the {cfg.name!r} recipe with this config in {folder}")
+    training = json.loads((folder / "training.json").read_text())
+    result = RecipeResult(folder=folder)
+    result.training = {k: TrainResult(**{**v, "losses": tuple(v["losses"])})
+                       for k, v in training.items()}
+    result.outcomes = [RunOutcome(**o) for o in json.loads((folder / "outcomes.json").read_text())]
     result.cells = aggregate(result.outcomes, window=cfg.model.window)
     return result

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from .evaluate import CONFIGS, RunOutcome
 
-__all__ = ["Cell", "aggregate", "wilson", "accuracy_table", "cost_table", "plot_accuracy",
-           "replace_block"]
+__all__ = ["Cell", "aggregate", "wilson", "accuracy_table", "cost_table", "solved_table",
+           "plot_accuracy", "replace_block"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Cell:
     max_position: int  # largest over the runs
     tokens_per_s: float  # generated tokens / wall time, over all the runs
     pruned_share: float  # evicted / tokens, over all the runs
-    failure: str | None  # the most common failure, if any
+    misses: str  # why the other runs missed, with counts ("3 wrong answer, 2 PositionWindowError")
 
     @property
     def accuracy(self) -> float:
@@ -60,7 +60,7 @@ def aggregate(outcomes: Sequence[RunOutcome], *, window: int) -> list[Cell]:
     cells = []
     for (config, height), runs in sorted(groups.items(),
                                          key=lambda kv: (CONFIGS.index(kv[0][0]), kv[0][1])):
-        failures = Counter(r.failure for r in runs if r.failure)
+        misses = Counter(r.failure or "wrong answer" for r in runs if not r.correct)
         tokens = sum(r.num_tokens for r in runs)
         wall = sum(r.wall_time_s for r in runs)
         cells.append(Cell(
@@ -72,7 +72,7 @@ def aggregate(outcomes: Sequence[RunOutcome], *, window: int) -> list[Cell]:
             max_position=max(r.max_position for r in runs),
             tokens_per_s=sum(r.num_generated for r in runs) / wall if wall else 0.0,
             pruned_share=sum(r.num_evicted for r in runs) / tokens if tokens else 0.0,
-            failure=failures.most_common(1)[0][0] if failures else None,
+            misses=", ".join(f"{n} {why}" for why, n in misses.most_common()),
         ))
     return cells
 
@@ -101,12 +101,33 @@ def accuracy_table(cells: Sequence[Cell]) -> str:
 def cost_table(cells: Sequence[Cell]) -> str:
     """Markdown: memory, positions, speed and the common failure of every cell."""
     lines = ["| configuration | height | tokens per run | peak live KV | max position | "
-             "generated tok/s | KV pruned or dropped | most common failure |",
+             "generated tok/s | KV pruned or dropped | runs that missed, and why |",
              "|---|---:|---:|---:|---:|---:|---:|---|"]
     for c in cells:
         lines.append(f"| `{c.config}` | {c.height} | {c.mean_tokens:,.0f} | "
                      f"{c.peak_live_tokens} | {c.max_position} | {c.tokens_per_s:,.0f} | "
-                     f"{100 * c.pruned_share:.0f}% | {c.failure or '–'} |")
+                     f"{100 * c.pruned_share:.0f}% | {c.misses or '–'} |")
+    return "\n".join(lines)
+
+
+def solved_table(outcomes: Sequence[RunOutcome], *, window: int) -> str:
+    """Markdown: length, memory and positions over the runs that got the answer, per
+    configuration and height (a derailed run stopped at the window would hide them)."""
+    lines = ["| configuration | height | solved | longest solved run (tokens) | ÷ window | "
+             "peak live KV | max position | KV pruned |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    groups: dict[tuple[str, int], list[RunOutcome]] = {}
+    for out in outcomes:
+        if out.correct:
+            groups.setdefault((out.config, out.height), []).append(out)
+    for (config, height), runs in sorted(groups.items(),
+                                         key=lambda kv: (CONFIGS.index(kv[0][0]), kv[0][1])):
+        tokens = sum(r.num_tokens for r in runs)
+        longest = max(r.num_tokens for r in runs)
+        lines.append(f"| `{config}` | {height} | {len(runs)} | {longest:,} | "
+                     f"{longest / window:.1f}× | {max(r.peak_live_tokens for r in runs)} | "
+                     f"{max(r.max_position for r in runs)} | "
+                     f"{100 * sum(r.num_evicted for r in runs) / tokens:.1f}% |")
     return "\n".join(lines)
 
 
