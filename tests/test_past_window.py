@@ -179,6 +179,15 @@ def test_flat_window_targets_follow_the_trace(tokenizer):
     assert sum(t != views.IGNORE for t in tail) > 50
 
 
+def test_report_only_without_a_run_says_so(tmp_path, capsys):
+    from past_window.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--quick", "--report-only", "--cache", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "no finished run of the 'quick' recipe" in capsys.readouterr().err
+
+
 def test_configs_quote_bad_values():
     from past_window.train import ModelConfig, TrainConfig
 
@@ -192,18 +201,25 @@ def test_configs_quote_bad_values():
         task.Problem(height=13, seed=0)
 
 
-def test_quick_recipe_trains_saves_and_runs_through_tim(tmp_path):
+def test_quick_recipe_trains_saves_and_runs_through_tim(tmp_path, capsys):
+    from past_window.__main__ import main
+
     from tim.models import load_model
 
     cfg = pipeline.QUICK
-    result = pipeline.run_recipe(cfg, cache=tmp_path)
+    assert main(["--quick", "--cache", str(tmp_path)]) == 0  # the command CI runs
+    folder = tmp_path / "quick"
+    report_md = (folder / "report.md").read_text()
+    assert "| height | leaves | flat trace ÷ window |" in report_md
+    assert report_md in capsys.readouterr().out + "\n"
+    assert (folder / "accuracy.png").stat().st_size > 1000
+    result = pipeline.load_recipe(cfg, cache=tmp_path)
     for kind in ("tree", "flat"):
         trained = result.training[kind]
         assert len(trained.losses) == cfg.train.steps
         assert all(loss == loss and loss > 0 for loss in trained.losses)  # finite, not NaN
         assert trained.num_targets > 0
     assert trained.num_params == result.training["tree"].num_params  # same shape
-    assert (tmp_path / "quick" / "outcomes.json").is_file()
     assert len(result.outcomes) == len(cfg.configs) * len(cfg.eval_heights) * cfg.num_questions
     for out in result.outcomes:
         assert out.num_tokens == out.prompt_tokens + out.num_generated + out.num_forced

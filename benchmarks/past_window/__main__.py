@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache if args.cache is not None else cache_dir() / "past_window"
     console = Console(stderr=True)
     if args.report_only:
-        result = load_recipe(cfg, cache=cache)
+        try:
+            result = load_recipe(cfg, cache=cache)
+        except ValueError as exc:
+            parser.error(str(exc))
     else:
         with Progress(console=console, transient=False) as progress:
             result = run_recipe(cfg, cache=cache, reuse=args.reuse, progress=progress)
