@@ -78,6 +78,10 @@ class PagePool:
         self.v_cache = torch.empty(shape, dtype=config.dtype, device=config.device)
         self._ref_counts = [0] * config.num_pages
         self._free: deque[int] = deque(range(config.num_pages))
+        # per-layer views, made once: a forward asks for them in every layer
+        self._layers = [(self.k_cache[i], self.v_cache[i]) for i in range(config.num_layers)]
+        flat = (-1, config.num_kv_heads, config.head_dim)
+        self._flat = [(k.view(flat), v.view(flat)) for k, v in self._layers]
 
     @property
     def page_size(self) -> int:
@@ -97,7 +101,11 @@ class PagePool:
 
     def layer(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(k_pages, v_pages)`` of one layer, each ``(P, S, Hkv, D)`` (views, not copies)."""
-        return self.k_cache[layer], self.v_cache[layer]
+        return self._layers[layer]
+
+    def flat_layer(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same as ``(P * S, Hkv, D)`` views, indexed by slot."""
+        return self._flat[layer]
 
     def ref_count(self, page: int) -> int:
         return self._ref_counts[page]

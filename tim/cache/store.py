@@ -8,18 +8,16 @@ Every runtime operation on KV memory is one of these methods:
     can_shift / shift                    move positions of a view's tail (RoPE re-rotation)
     write / gather                       K/V in and out of the pages (tim.kernels)
     check_integrity                      ref counts == references held by live spans
-
-The bodies of append and of split_at / evict / shift are in ``append.py`` and ``eviction.py``.
+                                         (append and eviction bodies: append.py, eviction.py)
 
 Sharing rules (see docs/cache.md):
 
-* A span held by more than one live view is never written, moved or evicted; an eviction
-  that touches one returns ``deferred=True`` and changes nothing.
-* Shared spans always lead a view: only a view's trailing, exclusive spans change.
-* A new span never writes into a page another view can read. It starts on a fresh page,
-  or packs into its own view's last page when that page is referenced by one span that
-  only this view holds. So a fork never copies the parent's partially filled last page:
-  the parent's open span is sealed and neither side writes into that page again.
+* A span held by more than one live view is never written, moved or evicted (an eviction
+  touching one returns ``deferred=True``); shared spans lead a view, so only a view's
+  trailing, exclusive spans change.
+* A new span never writes into a page another view can read: it starts on a fresh page,
+  or packs into its own view's last page when only this view's one span holds it. So a
+  fork never copies the parent's partial last page; neither side writes into it again.
 """
 
 from __future__ import annotations
@@ -267,9 +265,11 @@ class KVStore:
 
     # ---------------------------------------------------------------- K/V access
     def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Store ``k``, ``v`` ``(T, Hkv, D)`` of one layer at ``slots`` ``(T,)`` int64."""
-        k_pages, v_pages = self.pool.layer(layer)
-        kernels.store_kv(k_pages, v_pages, k, v, slots.to(k_pages.device))
+        """Store ``k``, ``v`` ``(T, Hkv, D)`` of one layer at ``slots`` ``(T,)`` int64 on the
+        pool's device, without :func:`~tim.kernels.store_kv`'s checks (every layer calls it)."""
+        flat_k, flat_v = self.pool.flat_layer(layer)
+        flat_k.index_copy_(0, slots, k.to(flat_k.dtype) if k.dtype != flat_k.dtype else k)
+        flat_v.index_copy_(0, slots, v.to(flat_v.dtype) if v.dtype != flat_v.dtype else v)
 
     def gather(self, view: View, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the view's ``(k, v)`` of one layer, each ``(num_tokens, Hkv, D)``."""
