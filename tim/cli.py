@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--positions", default=None, choices=["shift", "reencode", "keep"])
     replay.add_argument("--json", metavar="PATH")
 
+    evaluate = sub.add_parser("eval", help="compare configurations on generated questions")
+    from tim.eval.cli import add_options
+
+    add_options(evaluate)
+
     sub.add_parser("models", help="list the bundled models and what is cached")
     sub.add_parser("info", help="show the attention backends available here")
     sub.add_parser("viz", help="draw a saved run (see 'tim viz --help')", add_help=False)
@@ -171,6 +176,12 @@ def _loading_status(console: Any, model: str) -> Any:
     return console.status(f"loading {model} ...")
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from tim.eval import main_eval
+
+    return main_eval(args)
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from tim.models.bundled import BUNDLED_MODELS, DEFAULT_MODEL, cache_dir, cache_state
 
@@ -203,7 +214,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"demo": _cmd_run, "run": _cmd_run, "replay": _cmd_replay,
+_COMMANDS = {"demo": _cmd_run, "run": _cmd_run, "replay": _cmd_replay, "eval": _cmd_eval,
              "models": _cmd_models, "info": _cmd_info}
 
 

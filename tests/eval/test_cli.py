@@ -1,0 +1,44 @@
+"""``tim eval`` from the command line: bad input, and a tiny run with JSON and plot."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tim.cli import main
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--tasks", "chess"], "tasks are arithmetic, countdown, lookup"),
+    (["--configs", "cot/tools"], "cot takes no options"),
+    (["--window", "1"], "must be >= 2, got 1"),
+    (["--sizes", "2,x"], "expected integers"),
+    (["--questions", "0"], "must be >= 1"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", *argv])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err and err.count("\n") == 1
+
+
+def test_countdown_needs_two_numbers(capsys):
+    assert main(["eval", "--tasks", "countdown", "--sizes", "1", "--model", "tiny-llama"]) == 1
+    assert "countdown needs sizes >= 2" in capsys.readouterr().err
+
+
+def test_tiny_run_writes_json_and_plot(tmp_path, capsys):
+    out, plot = tmp_path / "eval.json", tmp_path / "eval.png"
+    rc = main(["eval", "--model", "tiny-llama", "--device", "cpu", "--tasks", "lookup,countdown",
+               "--sizes", "2", "--questions", "1", "--configs", "cot,thread2/none/tools",
+               "--max-new-tokens", "8", "--json", str(out), "--plot", str(plot)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert data["meta"]["configs"] == ["cot", "thread2/none/tools"]
+    assert len(data["outcomes"]) == 4 and len(data["summary"]) == 4
+    assert all(o["sampled_tokens"] <= 8 for o in data["outcomes"])
+    table = capsys.readouterr().out
+    assert "thread2/none/tools" in table and "accuracy" in table
+    pytest.importorskip("matplotlib")
+    assert plot.read_bytes()[:4] == b"\x89PNG"

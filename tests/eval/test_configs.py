@@ -1,0 +1,41 @@
+"""tim/eval/configs.py: specs round-trip, bad values are refused by name."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tim.eval.configs import EvalConfig, parse_config, parse_configs
+
+tim_configs = st.builds(EvalConfig, method=st.sampled_from(("thread2", "parallel")),
+                        pruning=st.one_of(st.just("none"),
+                                          st.integers(0, 9).map(lambda k: f"buffer:{k}")),
+                        positions=st.sampled_from(("shift", "reencode", "keep")),
+                        tools=st.booleans())
+
+
+@given(tim_configs)
+def test_name_round_trips(config):
+    assert parse_config(config.name) == config
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("gpt", "method must be one of"), ("thread2/buffer:-1", "'buffer:-1'"),
+    ("thread2/none/buffer:1", "names its pruning twice"), ("cot/none", "cot takes no options"),
+])
+def test_bad_specs(spec, message):
+    with pytest.raises(ValueError, match=message):
+        parse_config(spec)
+
+
+def test_configs_are_frozen_and_unique():
+    config = EvalConfig("parallel")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.tools = True  # type: ignore[misc]
+    with pytest.raises(ValueError, match="named twice"):
+        parse_configs("parallel,parallel/buffer:1")
+    with pytest.raises(ValueError, match="no configuration"):
+        parse_configs(" , ")

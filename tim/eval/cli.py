@@ -1,0 +1,129 @@
+"""The ``tim eval`` command: options, the run with a progress bar, the report.
+
+``add_options`` declares the options on the parser :mod:`tim.cli` builds; ``run_command``
+runs them. Bad values exit with status 2 and one line, as every ``tim`` command does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from typing import Any
+
+from tim.eval.configs import DEFAULT_CONFIGS, parse_configs
+from tim.eval.tasks import TASKS
+
+__all__ = ["add_options", "run_command"]
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 2,3,4, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    return values
+
+
+def _tasks(text: str) -> tuple[str, ...]:
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [t for t in names if t not in TASKS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"tasks are {', '.join(TASKS)}; got {text!r}")
+    return tuple(dict.fromkeys(names))
+
+
+def _configs(text: str):
+    try:
+        return parse_configs(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tasks", type=_tasks, default=TASKS, help=f"comma-separated: {','.join(TASKS)}")
+    p.add_argument("--configs", type=_configs, default=parse_configs(",".join(DEFAULT_CONFIGS)),
+                   help="comma-separated METHOD[/PRUNING][/POSITIONS][/tools], METHOD one of "
+                        f"cot, thread2, parallel (default {','.join(DEFAULT_CONFIGS)})")
+    p.add_argument("--sizes", type=_int_list, default=(2, 3, 4),
+                   help="problem sizes: chain steps, Countdown numbers, lookup hops (2,3,4)")
+    p.add_argument("--questions", type=_at_least(1), default=10, help="questions per size")
+    p.add_argument("--seed", type=int, default=0, help="first question seed; also sampling")
+    p.add_argument("--model", default="smollm2-135m",
+                   help="a bundled model, an HF id or folder, a .gguf file, or tiny-llama")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--window", type=_at_least(2), default=None,
+                   help="positions a run may use (0 .. W-1); default: unlimited")
+    p.add_argument("--max-new-tokens", type=_at_least(1), default=512,
+                   help="sampled-token budget per question, the same for every config")
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    p.add_argument("--json", metavar="PATH", help="write every outcome and the summary")
+    p.add_argument("--plot", metavar="PATH", help="accuracy vs problem size (PNG; matplotlib)")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from tim.eval.report import plot_accuracy, render_table, save_json
+    from tim.eval.runner import run_eval
+    from tim.eval.tasks import make_questions
+    from tim.models import load_model
+
+    if "countdown" in args.tasks and min(args.sizes) < 2:
+        raise ValueError(f"countdown needs sizes >= 2 (numbers to combine), got {args.sizes}")
+    console = Console(stderr=True)
+    questions = [q for task in args.tasks
+                 for q in make_questions(task, sizes=args.sizes, num_per_size=args.questions,
+                                         seed=args.seed)]
+    with console.status(f"loading {args.model} ..."):
+        loaded = load_model(args.model, device=args.device)
+    total = len(questions) * len(args.configs)
+    start = time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("evaluating", total=total)
+
+        def done(outcome: Any) -> None:
+            progress.update(bar, advance=1,
+                            description=f"{outcome.config} {outcome.task} size {outcome.size}")
+
+        outcomes = run_eval(loaded, args.configs, questions,
+                            max_new_tokens=args.max_new_tokens, window=args.window,
+                            temperature=args.temperature, seed=args.seed, on_outcome=done)
+    meta = {"model": loaded.name, "tasks": list(args.tasks), "sizes": list(args.sizes),
+            "configs": [c.name for c in args.configs], "questions_per_size": args.questions,
+            "seed": args.seed, "window": args.window, "max_new_tokens": args.max_new_tokens,
+            "temperature": args.temperature, "device": args.device,
+            "machine": platform.platform(), "wall_time_s": time.perf_counter() - start}
+    window = f", window {args.window}" if args.window else ""
+    title = (f"tim eval: {loaded.name}, {args.questions} per size, budget "
+             f"{args.max_new_tokens} sampled tokens{window}")
+    out = Console()
+    if not out.is_terminal:  # a file or pipe: wide enough for every column
+        out = Console(width=160)
+    out.print(render_table(outcomes, title=title))
+    if args.json:
+        save_json(args.json, outcomes, meta)
+        console.print(f"wrote {args.json}")
+    if args.plot:
+        if plot_accuracy(outcomes, args.plot, title=title):
+            console.print(f"wrote {args.plot}")
+        else:
+            console.print("no plot: matplotlib is not installed")
+    return 0

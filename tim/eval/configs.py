@@ -1,0 +1,113 @@
+"""Configurations ``tim eval`` compares, named by short specs.
+
+A spec is ``METHOD[/PRUNING][/POSITIONS][/tools]``:
+
+- ``cot``: plain chain of thought through HF ``generate`` (no tools);
+- ``thread2`` or ``parallel``: tim's two formats, with a pruning rule (``none`` or
+  ``buffer:K``, default ``buffer:1``), a position policy (``shift``, default, ``reencode``
+  or ``keep``) and ``tools`` to offer the task's tools.
+
+Every configuration gets the same sampled-token budget and the same questions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["EvalConfig", "parse_config", "parse_configs", "DEFAULT_CONFIGS", "METHODS"]
+
+METHODS = ("cot", "thread2", "parallel")
+POSITIONS = ("shift", "reencode", "keep")
+DEFAULT_CONFIGS = ("cot", "thread2/none", "thread2/buffer:1", "parallel/buffer:1",
+                   "parallel/buffer:1/tools")
+_PRUNING = re.compile(r"none|buffer:\d+")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One configuration of the comparison.
+
+    Examples
+    --------
+    >>> EvalConfig("parallel", pruning="buffer:2", tools=True).name
+    'parallel/buffer:2/tools'
+    >>> EvalConfig("cot", tools=True)
+    Traceback (most recent call last):
+    ValueError: the cot baseline runs without tools (HF generate has no tool loop), got tools=True
+    """
+
+    method: str
+    pruning: str = "buffer:1"
+    positions: str = "shift"
+    tools: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if not _PRUNING.fullmatch(self.pruning):
+            raise ValueError(f"pruning must be 'none' or 'buffer:K', got {self.pruning!r}")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"positions must be one of {POSITIONS}, got {self.positions!r}")
+        if self.method == "cot" and self.tools:
+            raise ValueError("the cot baseline runs without tools (HF generate has no tool "
+                             f"loop), got tools={self.tools!r}")
+
+    @property
+    def is_tim(self) -> bool:
+        return self.method != "cot"
+
+    @property
+    def name(self) -> str:
+        """The canonical spec: :func:`parse_config` of it gives this config back."""
+        if not self.is_tim:
+            return "cot"
+        parts = [self.method, self.pruning]
+        if self.positions != "shift":
+            parts.append(self.positions)
+        if self.tools:
+            parts.append("tools")
+        return "/".join(parts)
+
+
+def parse_config(spec: str) -> EvalConfig:
+    """A config from its spec.
+
+    >>> parse_config("thread2/none/reencode/tools")
+    EvalConfig(method='thread2', pruning='none', positions='reencode', tools=True)
+    >>> parse_config("thread2/buffer:x")
+    Traceback (most recent call last):
+    ValueError: config 'thread2/buffer:x': 'buffer:x' is not a pruning rule (none, buffer:K), a position policy (shift, reencode, keep) or 'tools'
+    """
+    method, *rest = spec.strip().split("/")
+    fields: dict[str, object] = {}
+    for part in rest:
+        key = ("pruning" if _PRUNING.fullmatch(part) else "positions" if part in POSITIONS
+               else "tools" if part == "tools" else None)
+        if key is None:
+            raise ValueError(f"config {spec!r}: {part!r} is not a pruning rule (none, buffer:K), "
+                             "a position policy (shift, reencode, keep) or 'tools'")
+        if key in fields:
+            raise ValueError(f"config {spec!r} names its {key} twice")
+        fields[key] = True if key == "tools" else part
+    if method == "cot" and rest:
+        raise ValueError(f"config {spec!r}: cot takes no options")
+    try:
+        return EvalConfig(method, **fields)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ValueError(f"config {spec!r}: {exc}") from None
+
+
+def parse_configs(text: str) -> tuple[EvalConfig, ...]:
+    """Comma-separated specs, each once.
+
+    >>> [c.name for c in parse_configs("cot, parallel/buffer:0")]
+    ['cot', 'parallel/buffer:0']
+    """
+    configs = tuple(parse_config(s) for s in text.split(",") if s.strip())
+    if not configs:
+        raise ValueError(f"no configuration in {text!r}")
+    names = [c.name for c in configs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a configuration is named twice in {text!r}")
+    return configs

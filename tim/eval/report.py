@@ -1,0 +1,170 @@
+"""The report of ``tim eval``: per task and configuration, accuracy with a 95% Wilson
+interval, mean sampled tokens, peak live KV, max position and wall time; as a rich table,
+as JSON, and as a plot of accuracy against problem size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tim.eval.runner import Outcome
+
+__all__ = ["Cell", "wilson_interval", "summarize", "to_json", "from_json", "save_json",
+           "load_json", "render_table", "plot_accuracy", "REPORT_VERSION"]
+
+REPORT_VERSION = 1
+
+
+def wilson_interval(successes: int, trials: int, *, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval for a binomial proportion (95% by default).
+
+    >>> [round(x, 4) for x in wilson_interval(8, 10)]
+    [0.4902, 0.9433]
+    >>> wilson_interval(0, 0)
+    (0.0, 1.0)
+    """
+    if not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials, got {successes}/{trials}")
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    # the interval holds p exactly; rounding alone can put p a hair outside at 0 or n
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One task x configuration (and, for the plot, size; ``size`` None: all sizes)."""
+
+    task: str
+    config: str
+    size: int | None
+    num_questions: int
+    num_correct: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    mean_sampled_tokens: float
+    peak_live_kv: int
+    max_position: int
+    mean_wall_time_s: float
+    failures: dict[str, int]
+
+
+def _cell(task: str, config: str, size: int | None, group: Sequence[Outcome]) -> Cell:
+    n = len(group)
+    k = sum(o.correct for o in group)
+    low, high = wilson_interval(k, n)
+    failures: dict[str, int] = {}
+    for o in group:
+        if o.failure is not None:
+            failures[o.failure] = failures.get(o.failure, 0) + 1
+    return Cell(task=task, config=config, size=size, num_questions=n, num_correct=k,
+                accuracy=k / n, ci_low=low, ci_high=high,
+                mean_sampled_tokens=sum(o.sampled_tokens for o in group) / n,
+                peak_live_kv=max(o.peak_live_kv for o in group),
+                max_position=max(o.max_position for o in group),
+                mean_wall_time_s=sum(o.wall_time_s for o in group) / n,
+                failures=dict(sorted(failures.items())))
+
+
+def summarize(outcomes: Sequence[Outcome], *, by_size: bool = False) -> list[Cell]:
+    """Cells in first-seen order of task, then configuration (then size).
+
+    >>> o = Outcome("lookup", 2, 0, "cot", True, "7", None, 30, 12, 42, 41, 0.5)
+    >>> cell, = summarize([o, o.__class__(**{**o.to_json(), "correct": False})])
+    >>> cell.num_correct, cell.num_questions, cell.mean_sampled_tokens
+    (1, 2, 12.0)
+    """
+    groups: dict[tuple[str, str, int | None], list[Outcome]] = {}
+    for o in outcomes:
+        groups.setdefault((o.task, o.config, o.size if by_size else None), []).append(o)
+    pairs = list(dict.fromkeys(key[:2] for key in groups))
+    keys = sorted(groups, key=lambda key: (pairs.index(key[:2]), key[2] or 0))
+    return [_cell(*key, groups[key]) for key in keys]
+
+
+def to_json(outcomes: Sequence[Outcome], meta: dict[str, Any]) -> dict[str, Any]:
+    """The whole report: settings, every outcome, and the summary cells."""
+    return {"version": REPORT_VERSION, "meta": meta,
+            "summary": [asdict(c) for c in summarize(outcomes)],
+            "by_size": [asdict(c) for c in summarize(outcomes, by_size=True)],
+            "outcomes": [o.to_json() for o in outcomes]}
+
+
+def from_json(data: dict[str, Any]) -> tuple[list[Outcome], dict[str, Any]]:
+    """Outcomes and settings back from :func:`to_json` (the summary is recomputed)."""
+    if data.get("version") != REPORT_VERSION:
+        raise ValueError(f"not a tim eval report of version {REPORT_VERSION}: "
+                         f"version {data.get('version')!r}")
+    return [Outcome.from_json(o) for o in data["outcomes"]], data["meta"]
+
+
+def save_json(path: str | Path, outcomes: Sequence[Outcome], meta: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(to_json(outcomes, meta), indent=1) + "\n",
+                          encoding="utf-8")
+
+
+def load_json(path: str | Path) -> tuple[list[Outcome], dict[str, Any]]:
+    return from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def render_table(outcomes: Sequence[Outcome], *, title: str = "tim eval") -> Any:
+    """A :class:`rich.table.Table` with one row per task and configuration: accuracy with
+    its Wilson interval, mean sampled tokens, the peak live KV and max position over the
+    questions, mean wall time per question, and how many runs failed, by reason."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for name in ("task", "config", "accuracy [95% CI]", "sampled", "peak KV", "max pos",
+                 "wall s", "failures"):
+        table.add_column(name, justify="left" if name in ("task", "config", "failures")
+                         else "right", no_wrap=name in ("task", "config"))
+    for c in summarize(outcomes):
+        table.add_row(
+            c.task, c.config,
+            f"{c.num_correct}/{c.num_questions} = {c.accuracy:.0%} "
+            f"[{c.ci_low:.0%}, {c.ci_high:.0%}]",
+            f"{c.mean_sampled_tokens:.1f}", str(c.peak_live_kv), str(c.max_position),
+            f"{c.mean_wall_time_s:.2f}",
+            ", ".join(f"{k} {v}" for k, v in c.failures.items()) or "-")
+    return table
+
+
+def plot_accuracy(outcomes: Sequence[Outcome], path: str | Path, *, title: str = "") -> bool:
+    """Accuracy against problem size per configuration, one panel per task, with the
+    Wilson intervals as bars. Returns False (and draws nothing) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    cells = summarize(outcomes, by_size=True)
+    tasks = list(dict.fromkeys(c.task for c in cells))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for config in dict.fromkeys(c.config for c in cells if c.task == task):
+            line = sorted((c for c in cells if c.task == task and c.config == config),
+                          key=lambda c: c.size or 0)
+            xs = [c.size for c in line]
+            ys = [c.accuracy for c in line]
+            err = [[c.accuracy - c.ci_low for c in line], [c.ci_high - c.accuracy for c in line]]
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=config)
+        ax.set(title=task, xlabel="problem size", ylabel="accuracy", ylim=(-0.05, 1.05))
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True

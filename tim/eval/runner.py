@@ -1,0 +1,195 @@
+"""Run configurations over questions and keep one :class:`Outcome` per question.
+
+tim configurations go through :class:`tim.Runtime`; ``cot`` through HF ``generate`` on the
+same model and tokenizer. Every run gets the same budget of sampled tokens. With a window
+``W`` a run may use positions ``0 .. W - 1``:
+
+- ``cot`` generates at most ``W - len(prompt)`` tokens, then stops (failure ``"window"``);
+- tim runs are cancelled after the step at which a position reaches ``W - 1`` (failure
+  ``"window"``); under ``shift`` or ``reencode`` a pruned tree's positions fall back, so it
+  goes on where plain generation stops. One step may write several forced tokens at once
+  (a tool result, a header), so such a run's max position can pass ``W - 1`` by a few; it
+  is reported as measured, and its answer does not count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tim.eval.configs import EvalConfig
+from tim.eval.tasks import Question, score
+
+__all__ = ["Outcome", "run_cot", "run_tim", "run_eval", "COT_INSTRUCTIONS"]
+
+COT_INSTRUCTIONS = ("Solve the problem step by step, then write the final answer on the last "
+                    "line as 'Final answer: ...'.")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One question in one configuration.
+
+    ``sampled_tokens`` counts tokens the model chose (not prompts, forced headers or tool
+    results); ``peak_live_kv`` the most tokens held in the KV cache at once;
+    ``max_position`` the largest position id written.
+    """
+
+    task: str
+    size: int
+    seed: int
+    config: str
+    correct: bool
+    answer: str | None
+    failure: str | None
+    prompt_tokens: int
+    sampled_tokens: int
+    peak_live_kv: int
+    max_position: int
+    wall_time_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outcome:
+        return cls(**data)
+
+
+def run_cot(loaded: Any, question: Question, *, max_new_tokens: int, window: int | None,
+            temperature: float = 0.0, seed: int = 0) -> Outcome:
+    """Plain chain of thought: ``model.generate`` on the question, scored on its last answer."""
+    import torch
+
+    from tim.api import build_prompt
+
+    model, tokenizer = loaded.model, loaded.tokenizer
+    prompt = build_prompt(tokenizer, COT_INSTRUCTIONS, question.prompt(tools=False))
+    room = max_new_tokens if window is None else min(max_new_tokens, window - len(prompt))
+    start = time.perf_counter()
+    if room <= 0:
+        return _cot_outcome(question, prompt, [], "window", 0.0)
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([prompt], device=device)
+    torch.manual_seed(seed)
+    sampling = ({"do_sample": True, "temperature": temperature, "top_p": 0.95}
+                if temperature > 0 else {"do_sample": False})
+    with torch.inference_mode():
+        out = model.generate(input_ids, attention_mask=torch.ones_like(input_ids),
+                             max_new_tokens=room, pad_token_id=_pad_id(tokenizer),
+                             **sampling)
+    new = out[0, len(prompt):].tolist()
+    eos = _eos_ids(model, tokenizer)
+    stopped = next((i for i, t in enumerate(new) if t in eos), None)
+    if stopped is not None:
+        new, failure = new[:stopped + 1], None
+    else:
+        failure = "window" if room < max_new_tokens else "max_new_tokens"
+    text = tokenizer.decode(new, skip_special_tokens=True)
+    return _cot_outcome(question, prompt, new, failure, time.perf_counter() - start, text)
+
+
+def _cot_outcome(question: Question, prompt: list[int], new: list[int], failure: str | None,
+                 wall: float, text: str | None = None) -> Outcome:
+    # the sequence is the KV cache: prompt + sampled tokens at positions 0, 1, ...
+    return Outcome(task=question.task, size=question.size, seed=question.seed, config="cot",
+                   correct=failure != "window" and score(question, text), answer=text,
+                   failure=failure, prompt_tokens=len(prompt), sampled_tokens=len(new),
+                   peak_live_kv=len(prompt) + len(new),
+                   max_position=len(prompt) + len(new) - 1, wall_time_s=wall)
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids = getattr(model.generation_config, "eos_token_id", None)
+    ids = ids if isinstance(ids, list) else [ids]
+    return {i for i in [*ids, tokenizer.eos_token_id] if i is not None}
+
+
+def _pad_id(tokenizer: Any) -> int:
+    pad = tokenizer.pad_token_id
+    return pad if pad is not None else (tokenizer.eos_token_id or 0)
+
+
+def run_tim(runtime: Any, config: EvalConfig, question: Question, *, max_new_tokens: int,
+            window: int | None, temperature: float = 0.0) -> Outcome:
+    """One question through a :class:`tim.Runtime` built for ``config``."""
+    stopped_at_window = []
+
+    def on_step(record: Any) -> None:
+        if window is not None and record.max_position >= window - 1 and not stopped_at_window:
+            stopped_at_window.append(record.max_position)
+            runtime.cancel()
+
+    from tim.api import build_prompt
+
+    text = question.prompt(tools=config.tools)
+    tools = question.tools() if config.tools else ()
+    start = time.perf_counter()
+    specs = runtime.engine(tools=tools).tools.specs  # built once per tool set, then reused
+    prompt = build_prompt(runtime.tokenizer, runtime.format.instructions(specs), text)
+    if window is not None and len(prompt) > window - 1:  # no room for one sampled token
+        return Outcome(task=question.task, size=question.size, seed=question.seed,
+                       config=config.name, correct=False, answer=None, failure="window",
+                       prompt_tokens=len(prompt), sampled_tokens=0, peak_live_kv=len(prompt),
+                       max_position=len(prompt) - 1, wall_time_s=time.perf_counter() - start)
+    result = runtime.reason(text, tools=tools, max_new_tokens=max_new_tokens,
+                            temperature=temperature, on_step=on_step)
+    wall = time.perf_counter() - start
+    failure = "window" if stopped_at_window and result.error == "cancelled" else result.error
+    if failure is not None and failure.startswith("max_new_tokens"):
+        failure = "max_new_tokens"  # one label for the table, as cot's
+    if failure is None and result.answer is None:
+        failure = "no answer"
+    stats = result.stats
+    return Outcome(task=question.task, size=question.size, seed=question.seed,
+                   config=config.name, correct=failure is None and score(question, result.answer),
+                   answer=result.answer, failure=failure, prompt_tokens=len(result.record.prompt_ids),
+                   sampled_tokens=stats.tokens_generated, peak_live_kv=stats.peak_live_tokens,
+                   max_position=stats.max_position_id, wall_time_s=wall)
+
+
+def make_runtime(loaded: Any, config: EvalConfig, *, seed: int = 0) -> Any:
+    """A :class:`tim.Runtime` on an already-loaded model for a tim configuration."""
+    from tim.api import Runtime
+
+    return Runtime(model=(loaded.model, loaded.tokenizer), format=config.method,
+                   pruning=config.pruning, positions=config.positions, seed=seed)
+
+
+def run_eval(loaded: Any, configs: Sequence[EvalConfig], questions: Sequence[Question], *,
+             max_new_tokens: int, window: int | None = None, temperature: float = 0.0,
+             seed: int = 0, on_outcome: Callable[[Outcome], None] | None = None
+             ) -> list[Outcome]:
+    """Every configuration on every question, configuration by configuration.
+
+    Examples
+    --------
+    >>> from tim.models import tiny_model
+    >>> from tim.eval.configs import parse_configs
+    >>> from tim.eval.tasks import make_questions
+    >>> qs = make_questions("lookup", sizes=(1,), num_per_size=1, seed=0)
+    >>> out = run_eval(tiny_model("llama"), parse_configs("cot,thread2/none"), qs,
+    ...                max_new_tokens=8)
+    >>> [(o.config, o.sampled_tokens <= 8) for o in out]
+    [('cot', True), ('thread2/none', True)]
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if window is not None and window < 2:
+        raise ValueError(f"window must be >= 2, got {window}")
+    outcomes = []
+    for config in configs:
+        runtime = make_runtime(loaded, config, seed=seed) if config.is_tim else None
+        for question in questions:
+            if runtime is None:
+                outcome = run_cot(loaded, question, max_new_tokens=max_new_tokens,
+                                  window=window, temperature=temperature, seed=seed)
+            else:
+                outcome = run_tim(runtime, config, question, max_new_tokens=max_new_tokens,
+                                  window=window, temperature=temperature)
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+    return outcomes
