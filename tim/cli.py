@@ -30,6 +30,21 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def int_at_least(low: int):
+    """An argparse ``type``: an integer ``>= low``, or a one-line error quoting the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
 def _add_run_options(p: argparse.ArgumentParser, *, model_default: str | None) -> None:
     p.add_argument("--model", default=model_default,
                    help="a bundled model ('smollm2-135m', 'qwen2.5-coder-0.5b'; see 'tim models'), "

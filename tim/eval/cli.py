@@ -11,6 +11,7 @@ import platform
 import time
 from typing import Any
 
+from tim.cli import int_at_least
 from tim.eval.configs import DEFAULT_CONFIGS, parse_configs
 from tim.eval.tasks import TASKS
 
@@ -42,19 +43,6 @@ def _configs(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-
-    return parse
-
-
 def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", type=_tasks, default=TASKS, help=f"comma-separated: {','.join(TASKS)}")
     p.add_argument("--configs", type=_configs, default=parse_configs(",".join(DEFAULT_CONFIGS)),
@@ -62,14 +50,14 @@ def add_options(p: argparse.ArgumentParser) -> None:
                         f"cot, thread2, parallel (default {','.join(DEFAULT_CONFIGS)})")
     p.add_argument("--sizes", type=_int_list, default=(2, 3, 4),
                    help="problem sizes: chain steps, Countdown numbers, lookup hops (2,3,4)")
-    p.add_argument("--questions", type=_at_least(1), default=10, help="questions per size")
+    p.add_argument("--questions", type=int_at_least(1), default=10, help="questions per size")
     p.add_argument("--seed", type=int, default=0, help="first question seed; also sampling")
     p.add_argument("--model", default="smollm2-135m",
                    help="a bundled model, an HF id or folder, a .gguf file, or tiny-llama")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--window", type=_at_least(2), default=None,
+    p.add_argument("--window", type=int_at_least(2), default=None,
                    help="positions a run may use (0 .. W-1); default: unlimited")
-    p.add_argument("--max-new-tokens", type=_at_least(1), default=512,
+    p.add_argument("--max-new-tokens", type=int_at_least(1), default=512,
                    help="sampled-token budget per question, the same for every config")
     p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
     p.add_argument("--json", metavar="PATH", help="write every outcome and the summary")

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from tim.cli import OneLineParser
+from tim.cli import OneLineParser, int_at_least
 from tim.errors import TimError
 from tim.stress.run import DEFAULT_QUESTION, PRUNING_RULES
 from tim.stress.shape import TOOL_CALLS, StressShape
@@ -25,19 +25,6 @@ rules (or --compare: all of them) give one table; 'keep' and 'none' fail there b
 
 Exit status: 0 when the run held its checks (always 0 for a comparison, whose failures are
 its findings), 1 when a single run failed, 2 for bad arguments."""
-
-
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-
-    return parse
 
 
 def _float_at_least_zero(text: str) -> float:
@@ -81,7 +68,7 @@ def build_parser(prog: str = "tim stress") -> argparse.ArgumentParser:
     d = StressShape()
     p = OneLineParser(prog=prog, description=DESCRIPTION,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    pos, nat = _int_at_least(1), _int_at_least(0)
+    pos, nat = int_at_least(1), int_at_least(0)
     g = p.add_argument_group("model")
     g.add_argument("--model", metavar="NAME",
                    help="any model tim.models.load_model takes (e.g. smollm2-135m, an HF id or "
