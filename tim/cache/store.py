@@ -35,6 +35,7 @@ from tim.cache.pool import PagePool
 from tim.cache.span import Span
 from tim.cache.view import View
 from tim.errors import TimError
+from tim.kernels.slots import store_unchecked
 
 __all__ = ["EvictResult", "KVStore"]
 
@@ -267,9 +268,7 @@ class KVStore:
     def write(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store ``k``, ``v`` ``(T, Hkv, D)`` of one layer at ``slots`` ``(T,)`` int64 on the
         pool's device, without :func:`~tim.kernels.store_kv`'s checks (every layer calls it)."""
-        flat_k, flat_v = self.pool.flat_layer(layer)
-        flat_k.index_copy_(0, slots, k.to(flat_k.dtype) if k.dtype != flat_k.dtype else k)
-        flat_v.index_copy_(0, slots, v.to(flat_v.dtype) if v.dtype != flat_v.dtype else v)
+        store_unchecked(*self.pool.flat_layer(layer), k, v, slots)
 
     def gather(self, view: View, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the view's ``(k, v)`` of one layer, each ``(num_tokens, Hkv, D)``."""

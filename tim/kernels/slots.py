@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 
 __all__ = [
-    "store_kv", "gather_kv", "block_table_to_slots", "as_slice", "gather_unchecked",
+    "store_kv", "store_unchecked", "gather_kv", "block_table_to_slots", "as_slice",
+    "gather_unchecked",
     "GatherBuffers",
 ]
 
@@ -70,6 +71,15 @@ def store_kv(
             f"k, v must be (T, Hkv, D) = ({slots.shape[0]}, {flat_k.shape[1]}, "
             f"{flat_k.shape[2]}); got {tuple(k.shape)}, {tuple(v.shape)}"
         )
+    store_unchecked(flat_k, flat_v, k, v, slots)
+
+
+def store_unchecked(
+    flat_k: torch.Tensor, flat_v: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    slots: torch.Tensor,
+) -> None:
+    """:func:`store_kv` into ``(P * S, Hkv, D)`` views of the pool, without its checks, for a
+    caller that writes every layer of every step (``KVStore.write``)."""
     if k.dtype != flat_k.dtype:
         k, v = k.to(flat_k.dtype), v.to(flat_v.dtype)
     flat_k.index_copy_(0, slots, k)
