@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tim.eval.report import wilson_interval
+
 from .evaluate import CONFIGS, RunOutcome
 
-__all__ = ["Cell", "aggregate", "wilson", "accuracy_table", "cost_table", "solved_table",
+__all__ = ["Cell", "aggregate", "accuracy_table", "cost_table", "solved_table",
            "plot_accuracy", "replace_block"]
 
 
@@ -33,23 +34,6 @@ class Cell:
     @property
     def accuracy(self) -> float:
         return self.num_correct / self.num_runs
-
-
-def wilson(num_correct: int, num_runs: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (95% by default).
-
-    >>> [round(x, 3) for x in wilson(8, 10)]
-    [0.49, 0.943]
-    >>> wilson(0, 0)
-    (0.0, 1.0)
-    """
-    if num_runs == 0:
-        return 0.0, 1.0
-    p = num_correct / num_runs
-    denom = 1 + z * z / num_runs
-    mid = (p + z * z / (2 * num_runs)) / denom
-    half = z * math.sqrt(p * (1 - p) / num_runs + z * z / (4 * num_runs**2)) / denom
-    return max(0.0, mid - half), min(1.0, mid + half)
 
 
 def aggregate(outcomes: Sequence[RunOutcome], *, window: int) -> list[Cell]:
@@ -92,7 +76,7 @@ def accuracy_table(cells: Sequence[Cell]) -> str:
             if cell is None:
                 row.append("–")
                 continue
-            lo, hi = wilson(cell.num_correct, cell.num_runs)
+            lo, hi = wilson_interval(cell.num_correct, cell.num_runs)
             row.append(f"{cell.num_correct}/{cell.num_runs} ({lo:.2f}–{hi:.2f})")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -146,7 +130,7 @@ def plot_accuracy(cells: Sequence[Cell], path: Path, *, title: str) -> None:
             continue
         xs = [c.flat_over_window for c in mine]
         ys = [c.accuracy for c in mine]
-        bounds = [wilson(c.num_correct, c.num_runs) for c in mine]
+        bounds = [wilson_interval(c.num_correct, c.num_runs) for c in mine]
         err = [[y - lo for y, (lo, _) in zip(ys, bounds, strict=True)],
                [hi - y for y, (_, hi) in zip(ys, bounds, strict=True)]]
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=config)
