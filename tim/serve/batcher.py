@@ -7,7 +7,7 @@ request's :class:`~tim.engine.run.Run` together, admitting new requests between 
                       |                                           |
                       +-- cancelled / past its deadline ----------+--> on_done(JobDone)
 
-    engine thread, each turn:  admit -> end cancelled and late runs -> Engine.step(all live)
+    engine thread, each turn:  end cancelled and late jobs -> admit -> Engine.step(all live)
                                -> end finished runs
 
 Every way out of the loop drops the run's views, so its pages go back to the pool. A step
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -137,6 +137,7 @@ class Batcher:
         self.max_running, self.max_queued = max_running, max_queued
         self.num_steps = 0
         self.peak_running = 0  # most runs stepped together in one step
+        self.endings: Counter[Ending] = Counter()  # jobs ended so far, by how
         self._cond = threading.Condition()
         self._queue: deque[Job] = deque()
         self._live: list[_Live] = []
@@ -198,10 +199,11 @@ class Batcher:
                     self._cond.wait_for(lambda: self._stopping or self._queue or self._live)
                     if self._stopping:
                         break
+                self._end_cancelled_and_late()
+                with self._cond:
                     admitted = self._admissible()
                 for job in admitted:
                     self._start(job)
-                self._end_cancelled_and_late()
                 if self._live:
                     self._step()
                 for live in [lv for lv in self._live if lv.run.finished]:
@@ -227,7 +229,7 @@ class Batcher:
 
     def _start(self, job: Job) -> None:
         if job.cancel_requested.is_set():
-            _deliver(job, JobDone(Ending.CANCELLED, None, queued_s=_since(job.submitted)))
+            self._deliver(job, JobDone(Ending.CANCELLED, None, queued_s=_since(job.submitted)))
             return
         on_event = None if job.on_event is None else _structural(job.on_event)
         try:
@@ -235,7 +237,7 @@ class Batcher:
                       constrained=True, on_event=on_event, executor=self.executor,
                       max_new_tokens=job.max_new_tokens)
         except Exception as exc:  # e.g. no KV room for the prompt
-            _deliver(job, JobDone(Ending.FAILED, None, f"the run could not start: {exc}",
+            self._deliver(job, JobDone(Ending.FAILED, None, f"the run could not start: {exc}",
                                   queued_s=_since(job.submitted)))
             return
         with self._cond:
@@ -251,7 +253,7 @@ class Batcher:
                 with self._cond:
                     self._queue.remove(job)
                     self._cond.notify_all()
-                _deliver(job, JobDone(ending, None, _message(ending), _since(job.submitted)))
+                self._deliver(job, JobDone(ending, None, _message(ending), _since(job.submitted)))
         for live in list(self._live):
             ending = _ending_of(live.job, now)
             if ending is not None:
@@ -283,7 +285,15 @@ class Batcher:
         with self._cond:
             self._live.remove(live)
             self._cond.notify_all()
-        _deliver(live.job, JobDone(ending, record, message, live.started - live.job.submitted))
+        self._deliver(live.job, JobDone(ending, record, message, live.started - live.job.submitted))
+
+    def _deliver(self, job: Job, done: JobDone) -> None:
+        with self._cond:
+            self.endings[done.ending] += 1
+        try:
+            job.on_done(done)
+        except Exception:  # the listener is gone (its event loop closed); the run is over anyway
+            pass
 
     def _renew_executor(self) -> None:
         """A fresh executor when the old one's pages did not all come back (no live runs)."""
@@ -296,7 +306,7 @@ class Batcher:
             self._stopping = True
             queued, self._queue = list(self._queue), deque()
         for job in queued:
-            _deliver(job, JobDone(Ending.CANCELLED, None, "the server is shutting down",
+            self._deliver(job, JobDone(Ending.CANCELLED, None, "the server is shutting down",
                                   _since(job.submitted)))
         for live in list(self._live):
             self._end(live, Ending.CANCELLED, "the server is shutting down")
@@ -334,9 +344,4 @@ def _structural(on_event: Callable[[RunEvent], None]) -> Callable[[RunEvent], No
     return forward
 
 
-def _deliver(job: Job, done: JobDone) -> None:
-    try:
-        job.on_done(done)
-    except Exception:  # the listener is gone (its event loop closed); the run is over anyway
-        pass
 

@@ -23,8 +23,13 @@ def chat_prompt_ids(tokenizer: Any, instructions: str, system: str,
     >>> from tim.models import tiny_tokenizer
     >>> tok = tiny_tokenizer()
     >>> ids = chat_prompt_ids(tok, "Answer in JSON.", "", (Turn("user", "2 + 2?"),))
-    >>> tok.decode(ids)
-    '<|im_start|>system\\nAnswer in JSON.<|im_end|>\\n<|im_start|>user\\n2 + 2?<|im_end|>\\n<|im_start|>assistant\\n'
+    >>> print(tok.decode(ids))
+    <|im_start|>system
+    Answer in JSON.<|im_end|>
+    <|im_start|>user
+    2 + 2?<|im_end|>
+    <|im_start|>assistant
+    <BLANKLINE>
     """
     system_text = f"{instructions}\n\n{system}" if system else instructions
     if getattr(tokenizer, "chat_template", None):

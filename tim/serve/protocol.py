@@ -104,14 +104,14 @@ def plan_request(request: ChatRequest, config: ServeConfig) -> RunPlan:
 
     Examples
     --------
-    >>> config = ServeConfig(served_model="m", max_tokens=100)
+    >>> config = ServeConfig(served_model="m", max_tokens=100, default_max_tokens=100)
     >>> ask = {"model": "m", "messages": [{"role": "user", "content": "2 + 2?"}]}
     >>> plan_request(ChatRequest(**ask, max_tokens=50), config).max_new_tokens
     50
     >>> plan_request(ChatRequest(**ask, max_tokens=500), config)
     Traceback (most recent call last):
     ...
-    tim.serve.protocol.RequestError: max_tokens=500 is above this server's limit of 100; ask for at most 100 (the limit is tim serve --max-tokens)
+    tim.serve.protocol.RequestError: max_tokens=500 is above this server's limit of 100; ...
     """
     if request.model != config.served_model:
         raise RequestError(404, f"model {request.model!r} is not served here; this server "

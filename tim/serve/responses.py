@@ -13,8 +13,8 @@ from tim.engine.record import RunEvent
 from tim.result import Result
 from tim.serve.batcher import Ending, JobDone
 
-__all__ = ["DONE_LINE", "Reply", "Refusal", "TIM_EVENT", "completion_body", "chunk_body", "error_body",
-           "event_line", "reply_of", "sse_data"]
+__all__ = ["DONE_LINE", "Reply", "Refusal", "TIM_EVENT", "completion_body", "chunk_body",
+           "error_body", "event_line", "reply_of", "sse_data"]
 
 TIM_EVENT = "tim-event"  # SSE comment lines ": tim-event {json}" carry the tree events
 DONE_LINE = "data: [DONE]\n\n"
