@@ -100,7 +100,17 @@ def main_serve(argv: Sequence[str] | None = None) -> int:
     if server.config.api_key is None and not ipaddress.ip_address(host).is_loopback:
         print("tim serve: warning: listening beyond this machine without --api-key",
               file=sys.stderr, flush=True)
-    _run(server, sock)
+    try:
+        _run(server, sock)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
+        pass
+    server.batcher.stop()  # (done already by the app's lifespan, unless uvicorn was forced)
+    use = server.batcher.pages()
+    if use.num_views or use.num_free != use.num_pages:
+        print(f"tim serve: stopped with {use.num_pages - use.num_free} KV pages still in use",
+              file=sys.stderr, flush=True)
+        return 1
+    print("tim serve: stopped; every KV page was freed", file=sys.stderr, flush=True)
     return 0
 
 
