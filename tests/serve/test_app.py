@@ -8,7 +8,7 @@ import json
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import httpx
 import openai
@@ -184,6 +184,19 @@ def test_malformed_bodies_get_a_400_and_the_server_stays_up(served, client):
     assert missing.status_code == 400 and "messages" in missing.json()["error"]["message"]
     reply = client.chat.completions.create(model=MODEL, messages=ask("hi"), max_tokens=20)
     assert reply.choices[0].finish_reason == "length" and reply.usage.completion_tokens == 20
+
+
+def test_a_request_past_the_timeout_gets_a_504(served, client):
+    config = served.server.config
+    served.server.config = replace(config, request_timeout_s=1e-9)  # late before it starts
+    try:
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model=MODEL, messages=ask("hi"), max_tokens=20)
+    finally:
+        served.server.config = config
+    assert caught.value.status_code == 504 and caught.value.body["code"] == "request_timeout"
+    assert "--request-timeout" in caught.value.body["message"]
+    assert all_pages_back(served)
 
 
 def test_a_client_that_leaves_mid_stream_cancels_its_run(served):

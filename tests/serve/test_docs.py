@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["tim.serve.config", "tim.serve.protocol", "tim.serve.prompt", "tim.serve.responses",
-           "tim.serve.batcher", "tim.serve.engines"]
+           "tim.serve.jobs", "tim.serve.engines"]
 
 
 @pytest.mark.parametrize("name", MODULES)

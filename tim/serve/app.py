@@ -82,8 +82,9 @@ class Server:
         return ids
 
 
-def create_app(server: Server) -> FastAPI:
-    """The ASGI app around ``server``; its lifespan starts and stops the batcher."""
+def create_app(server: Server) -> Guard:
+    """The ASGI app around ``server``: the FastAPI app (``.app``) behind the API-key and
+    body-size :class:`~tim.serve.guard.Guard`. Its lifespan starts and stops the batcher."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -112,8 +113,7 @@ def create_app(server: Server) -> FastAPI:
     async def chat_completions(request: Request, body: ChatRequest) -> Any:
         return await _chat(server, request, body)
 
-    return Guard(app, api_key=server.config.api_key,
-                 max_body_bytes=server.config.max_body_bytes)  # type: ignore[return-value]
+    return Guard(app, api_key=server.config.api_key, max_body_bytes=server.config.max_body_bytes)
 
 
 async def _chat(server: Server, request: Request, body: ChatRequest) -> Any:
