@@ -113,7 +113,9 @@ def create_app(server: Server) -> Guard:
     async def chat_completions(request: Request, body: ChatRequest) -> Any:
         return await _chat(server, request, body)
 
-    return Guard(app, api_key=server.config.api_key, max_body_bytes=server.config.max_body_bytes)
+    config = server.config
+    return Guard(app, api_key=config.api_key, max_body_bytes=config.max_body_bytes,
+                 body_timeout_s=config.request_timeout_s)
 
 
 async def _chat(server: Server, request: Request, body: ChatRequest) -> Any:

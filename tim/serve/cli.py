@@ -147,6 +147,8 @@ def _run(server: Any, sock: socket.socket) -> None:
 
     from tim.serve.app import create_app
 
+    # past this many open connections uvicorn answers 503 at once: a flood queues nowhere
+    limit = 2 * (server.config.max_running + server.config.max_queued)
     config = uvicorn.Config(create_app(server), log_level="warning", lifespan="on",
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5, limit_concurrency=limit)
     uvicorn.Server(config).run(sockets=[sock])

@@ -11,6 +11,8 @@ import hmac
 import json
 from typing import Any
 
+import anyio
+
 from tim.serve.responses import error_body
 
 __all__ = ["Guard"]
@@ -19,11 +21,14 @@ OPEN_PATHS = ("/health",)  # answered without the API key
 
 
 class Guard:
-    """Refuse requests without the right ``Authorization: Bearer`` key (401) or with a body
-    over ``max_body_bytes`` (400); pass the rest to ``app``."""
+    """Refuse requests without the right ``Authorization: Bearer`` key (401), with a body
+    over ``max_body_bytes`` (400) or one slower than ``body_timeout_s`` to arrive (408); pass
+    the rest to ``app``."""
 
-    def __init__(self, app: Any, *, api_key: str | None, max_body_bytes: int) -> None:
+    def __init__(self, app: Any, *, api_key: str | None, max_body_bytes: int,
+                 body_timeout_s: float = 60.0) -> None:
         self.app, self.api_key, self.max_body_bytes = app, api_key, max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -38,7 +43,14 @@ class Guard:
                     "tim serve was started with (--api-key)", code="invalid_api_key"),
                     extra_headers=[(b"www-authenticate", b"Bearer")])
                 return
-        body = await self._read_body(headers, receive, send)
+        body, late = None, True
+        with anyio.move_on_after(self.body_timeout_s):
+            body, late = await self._read_body(headers, receive, send), False
+        if late:
+            await _refuse(send, 408, error_body(
+                f"the request body took longer than {self.body_timeout_s:g} s to arrive; "
+                "send it at once", code="request_timeout"))
+            return
         if body is None:
             return
         await self.app(scope, _replay(body, receive), send)
