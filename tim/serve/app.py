@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from tim.engine.config import EngineConfig
+from tim.engine.engine import Engine
 from tim.engine.sampler import SamplingParams
 from tim.serve.batcher import Batcher, Job, QueueFull, kv_reserve
 from tim.serve.config import ServeConfig
@@ -58,10 +60,23 @@ class Server:
                           max_queued=config.max_queued)
         return cls(config, engines, batcher, tokenizer)
 
-    def next_run(self) -> tuple[str, int]:
-        """A fresh run id and this request's number."""
-        n = next(self._counter)
-        return f"{n}-{secrets.token_hex(4)}", n
+    def submit(self, plan: RunPlan, prompt_ids: list[int], engine: Engine,
+               session: Session) -> Job:
+        """Queue the job of a checked request; a 429 when the queue is full."""
+        number = next(self._counter)
+        seed = self.config.seed + number if plan.seed is None else plan.seed
+        job = Job(run_id=f"{number}-{secrets.token_hex(4)}", engine=engine,
+                  prompt_ids=prompt_ids,
+                  sampling=SamplingParams(temperature=plan.temperature, top_p=plan.top_p,
+                                          seed=seed),
+                  max_new_tokens=plan.max_new_tokens,
+                  deadline=time.monotonic() + self.config.request_timeout_s,
+                  on_done=session.on_done, on_event=session.on_event if plan.stream else None)
+        try:
+            self.batcher.submit(job)
+        except QueueFull as exc:
+            raise RequestError(429, str(exc), type="server_error", code="server_busy") from None
+        return job
 
     def prompt_ids(self, plan: RunPlan) -> list[int]:
         """The prompt of ``plan``; a 400 when it is longer than the server takes."""
@@ -119,31 +134,18 @@ def create_app(server: Server) -> Guard:
 
 
 async def _chat(server: Server, request: Request, body: ChatRequest) -> Any:
+    """Check the request, queue its job, then answer it plain or as an SSE stream."""
     config = server.config
     plan = plan_request(body, config)
     prompt_ids = server.prompt_ids(plan)
     engine = await run_in_threadpool(server.engines.get, plan.max_depth, plan.max_fanout)
-    run_id, number = server.next_run()
     session = Session(asyncio.get_running_loop())
-    job = Job(run_id=run_id, engine=engine, prompt_ids=prompt_ids,
-              sampling=SamplingParams(temperature=plan.temperature, top_p=plan.top_p,
-                                      seed=config.seed + number if plan.seed is None
-                                      else plan.seed),
-              max_new_tokens=plan.max_new_tokens,
-              deadline=time.monotonic() + config.request_timeout_s,
-              on_done=session.on_done, on_event=session.on_event if plan.stream else None)
-    try:
-        server.batcher.submit(job)
-    except QueueFull as exc:
-        raise RequestError(429, str(exc), type="server_error", code="server_busy") from None
-
-    def reply(done: Any) -> Any:
-        return reply_of(done, run_id=run_id, num_prompt_tokens=len(prompt_ids),
-                        max_new_tokens=plan.max_new_tokens, question=plan.question,
-                        model=config.served_model, timeout_s=config.request_timeout_s)
-
+    job = server.submit(plan, prompt_ids, engine, session)
+    reply = partial(reply_of, run_id=job.run_id, num_prompt_tokens=len(prompt_ids),
+                    max_new_tokens=plan.max_new_tokens, question=plan.question,
+                    model=config.served_model, timeout_s=config.request_timeout_s)
     if plan.stream:
-        head = ChunkHead(run_id, int(time.time()), config.served_model)
+        head = ChunkHead(job.run_id, int(time.time()), config.served_model)
         return StreamingResponse(session.stream(job, server.batcher, head, reply,
                                                 plan.include_usage),
                                  media_type="text/event-stream",
@@ -154,7 +156,7 @@ async def _chat(server: Server, request: Request, body: ChatRequest) -> Any:
     outcome = reply(done)
     if isinstance(outcome, Refusal):
         return JSONResponse(outcome.body, outcome.status, headers=NO_RETRY)
-    return completion_body(outcome, run_id=run_id, created=int(time.time()),
+    return completion_body(outcome, run_id=job.run_id, created=int(time.time()),
                            model=config.served_model)
 
 
