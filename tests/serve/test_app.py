@@ -50,6 +50,11 @@ def expected(served):
     return result
 
 
+def widest(tasks):
+    """The longest task list in a tree's JSON."""
+    return max([len(tasks), *(widest(t["subtasks"]) for t in tasks if t.get("subtasks"))])
+
+
 def without_timing(stats):
     return {k: v for k, v in stats.items() if k not in TIMING}
 
@@ -114,6 +119,8 @@ def test_sixteen_concurrent_clients_share_batches_and_every_page_comes_back(serv
     def one(i):
         kwargs = {"model": MODEL, "messages": ask(f"What is {i} + 2?"), "seed": 100 + i,
                   "max_tokens": 2000}
+        if i % 4 < 2:  # these decode under another grammar, in the same batches
+            kwargs["extra_body"] = {"tim": {"max_fanout": 1}}
         if i % 2 == 0:
             reply = client.chat.completions.create(**kwargs)
             return reply.choices[0].message.content, reply.choices[0].finish_reason, \
@@ -127,10 +134,13 @@ def test_sixteen_concurrent_clients_share_batches_and_every_page_comes_back(serv
     with ThreadPoolExecutor(16) as pool:
         replies = list(pool.map(one, range(16)))
     assert len({ext["run_id"] for _, _, ext, _ in replies}) == 16
-    for content, finish, ext, completion_tokens in replies:
+    for i, (content, finish, ext, completion_tokens) in enumerate(replies):
         assert completion_tokens == ext["stats"]["tokens_generated"] <= 2000
         assert content == (ext["answer"] or "")
         assert finish == ("stop" if ext["answer"] is not None else "length")
+        if ext["tree"] is not None:
+            assert widest(ext["tree"]["reasoning"]) <= (1 if i % 4 < 2 else 2)
+    assert sum(ext["tree"] is not None for _, _, ext, _ in replies) >= 8
     assert batcher.endings[Ending.FINISHED] == finished_before + 16
     assert batcher.peak_running >= 2  # requests were stepped together
     assert all_pages_back(served)
