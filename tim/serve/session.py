@@ -26,7 +26,7 @@ from tim.serve.responses import (
 
 __all__ = ["Session"]
 
-POLL_S = 0.25  # how often a waiting plain request checks that its client is still there
+POLL_S = 0.1  # how often a waiting plain request checks that its client is still there
 KEEPALIVE_S = 10.0  # an idle stream sends ": keep-alive" this often
 GRACE_S = 5.0  # past its deadline, wait this much for the batcher before answering 504
 
