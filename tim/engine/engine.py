@@ -18,12 +18,20 @@ from tim.engine.record import RunEvent, RunRecord
 from tim.engine.run import Run
 from tim.engine.runner import ModelRunner
 from tim.engine.sampler import SamplingParams
+from tim.errors import TimError
 from tim.kernels.backends import get_backend
 from tim.models.spec import check_supported, inspect_model
 from tim.tools import ToolRegistry
 from tim.tree import get_format
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "default_chooser"]
+
+
+def default_chooser(executor: Executor, sampling: SamplingParams) -> Chooser:
+    """The executor's own chooser when its model samples (a remote server), else tim's
+    sampler."""
+    own = getattr(executor, "chooser", None)
+    return own(sampling) if own is not None else SamplingChooser(sampling)
 
 
 class Engine:
@@ -43,6 +51,17 @@ class Engine:
     backend : str
         The attention backend of :mod:`tim.kernels` (``"auto"``, ``"torch"``,
         ``"torch-cuda"``, ``"sdpa"``, ``"flash"``).
+    executor : callable, optional
+        Builds the executor of each call (``executor() -> Executor``), e.g.
+        :class:`tim.remote.Remote` for an OpenAI-compatible server. Then ``model`` is
+        None: the engine needs only the tokenizer and the config. None (the default): the
+        local paged-KV executor over ``model``.
+
+    Notes
+    -----
+    An executor whose model samples for itself (a remote server) has a ``chooser(sampling)``
+    method; a run without an explicit ``chooser`` then takes its tokens from it. An executor
+    with an ``abort()`` method has its requests in flight aborted by :meth:`cancel`.
     """
 
     def __init__(
@@ -54,14 +73,22 @@ class Engine:
         tools: Sequence[Callable] | ToolRegistry = (),
         tool_timeout_s: float = 30.0,
         backend: str = "auto",
+        executor: Callable[[], Executor] | None = None,
     ) -> None:
         self.model, self.tokenizer, self.config = model, tokenizer, config
+        if (model is None) == (executor is None):
+            raise ValueError("give the Engine either a model (local executor) or an executor "
+                             f"factory with model=None; got model={type(model).__name__}, "
+                             f"executor={executor!r}")
         if backend != "auto":
             get_backend(backend)  # an unknown name fails here, naming the known ones
         self.backend = backend
-        self.spec = inspect_model(model)
-        forks_concurrently = get_format(config.format).forks and config.max_workers > 1
-        check_supported(self.spec, positions="shift" if forks_concurrently else config.positions)
+        self.executor_factory = executor
+        self.spec = None if model is None else inspect_model(model)
+        if self.spec is not None:
+            forks_concurrently = get_format(config.format).forks and config.max_workers > 1
+            check_supported(self.spec,
+                            positions="shift" if forks_concurrently else config.positions)
         self.format = get_format(config.format)
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         self.tool_timeout_s = tool_timeout_s
@@ -70,8 +97,9 @@ class Engine:
             self.grammars = GrammarSet(self.format, tokenizer, max_depth=config.max_depth,
                                        max_fanout=config.max_fanout, tools=self.tools.specs,
                                        max_string_chars=config.max_string_chars,
-                                       vocab_size=self.spec.vocab_size)
+                                       vocab_size=self.spec and self.spec.vocab_size)
         self._cancelled = threading.Event()
+        self._executors: list[Executor] = []  # of the calls in progress, for cancel()
 
     def new_runner(self) -> ModelRunner:
         """A model runner over a fresh KV store sized by ``kv_budget_tokens``."""
@@ -92,8 +120,11 @@ class Engine:
         )
         return ModelRunner(self.model, store, backend=self.backend)
 
-    def new_executor(self) -> PagedExecutor:
-        """The local executor over a fresh runner and KV store."""
+    def new_executor(self) -> Executor:
+        """The executor of one call: the factory's, else the local one over a fresh runner
+        and KV store."""
+        if self.executor_factory is not None:
+            return self.executor_factory()
         return PagedExecutor(self.new_runner(), cascade=self.cascade_cost())
 
     def cascade_cost(self) -> CascadeCost | None:
@@ -119,9 +150,14 @@ class Engine:
 
         Either way the run returns normally: its pages are freed as usual and
         ``record.error`` is ``"cancelled"``. A run that finishes first takes the cancel
-        with it, unmarked; the next run is not cancelled by it.
+        with it, unmarked; the next run is not cancelled by it. An executor's requests in
+        flight (a remote server's) are aborted at once.
         """
         self._cancelled.set()
+        for executor in list(self._executors):
+            abort = getattr(executor, "abort", None)
+            if abort is not None:
+                abort()
 
     def withdraw_cancel(self) -> None:
         """Drop a cancel that no run has taken yet."""
@@ -158,13 +194,14 @@ class Engine:
         start = time.perf_counter()
         try:
             executor = self.new_executor()
+            self._executors.append(executor)
             run = Run(self, list(prompt_ids),
-                      chooser or SamplingChooser(sampling or SamplingParams()),
+                      chooser or default_chooser(executor, sampling or SamplingParams()),
                       constrained=chooser is None, on_event=on_event, executor=executor,
                       max_new_tokens=max_new_tokens)
             try:
                 while not run.finished and not self._take_cancel([run.record]):
-                    self.step([run], executor)
+                    self._step_unless_cancelled([run], executor)
                     if on_step is not None:
                         on_step(run.record)
             finally:
@@ -173,6 +210,7 @@ class Engine:
                 run.record.wall_time_s = time.perf_counter() - start
         finally:
             self._cancelled.clear()  # this run took any cancel made before it ended
+            self._executors.clear()
         return run.record
 
     def run_many(
@@ -194,8 +232,10 @@ class Engine:
         start = time.perf_counter()
         try:
             executor = self.new_executor()
+            self._executors.append(executor)
             runs = [
-                Run(self, list(p), SamplingChooser(replace(sampling, seed=sampling.seed + i)),
+                Run(self, list(p),
+                    default_chooser(executor, replace(sampling, seed=sampling.seed + i)),
                      constrained=True, on_event=None, executor=executor,
                      max_new_tokens=max_new_tokens)
                 for i, p in enumerate(prompts)
@@ -205,7 +245,7 @@ class Engine:
                     running = [run for run in runs if not run.finished]
                     if not running or self._take_cancel([run.record for run in running]):
                         break
-                    self.step(running, executor)
+                    self._step_unless_cancelled(running, executor)
                     if on_step is not None:
                         on_step([run.record for run in runs])
             finally:
@@ -215,7 +255,17 @@ class Engine:
                 executor.close()
         finally:
             self._cancelled.clear()  # these runs took any cancel made before they ended
+            self._executors.clear()
         return [run.record for run in runs]
+
+    def _step_unless_cancelled(self, runs: list[Run], executor: Executor) -> None:
+        """:meth:`step`; an error raised while a cancel is pending (a request the cancel
+        aborted) ends the step, and the loop then takes the cancel."""
+        try:
+            self.step(runs, executor)
+        except TimError:
+            if not self._cancelled.is_set():
+                raise
 
     def step(self, runs: list[Run], executor: Executor) -> None:
         """One decode step for every request in ``runs``, in one forward:

@@ -1,0 +1,195 @@
+"""tim.remote.executor: the Executor protocol over a server, chunks, and the same greedy
+tree as the local engine (a tiny random model behind the fake server of this folder)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+import torch
+
+from tests.remote.fake_server import FakeServer
+from tim.engine import Engine, EngineConfig, Feed
+from tim.errors import TimError
+from tim.remote import Remote, RemoteError
+from tim.remote.executor import TokenRequest
+from tim.stress.model import stress_model
+
+GREEDY = {"temperature": 0.0, "top_p": 1.0, "top_k": -1}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return stress_model(seed=1, num_layers=1)
+
+
+@pytest.fixture
+def server(tiny):
+    with FakeServer(tiny.model) as server:
+        yield server
+
+
+def config(**kw) -> EngineConfig:
+    base = dict(format="parallel", max_workers=1, pruning="buffer:0", positions="reencode",
+                max_new_tokens=400, max_depth=3, max_fanout=3, max_string_chars=8)
+    return EngineConfig(**{**base, **kw})
+
+
+def prompt_of(loaded) -> list[int]:
+    return loaded.tokenizer.encode("Q: 2+2?\nA:", add_special_tokens=False)
+
+
+def run_both(loaded, server: FakeServer, cfg: EngineConfig, **remote_kw):
+    local = Engine(loaded.model, loaded.tokenizer, cfg).run(prompt_of(loaded))
+    executors = []
+    remote = Remote(server.url, "tiny", **remote_kw)
+
+    def factory():
+        executors.append(remote())
+        return executors[-1]
+
+    remote_record = Engine(None, loaded.tokenizer, cfg, executor=factory).run(prompt_of(loaded))
+    return local, remote_record, executors[0]
+
+
+def assert_same_stream(local, remote, path):
+    mine, theirs = local.streams[path], remote.streams[path]
+    assert theirs.token_ids == mine.token_ids, f"stream {path} differs"
+    assert theirs.forced == mine.forced
+    for a, b in zip(mine.logprobs, theirs.logprobs, strict=True):
+        assert (a is None) == (b is None) and (a is None or abs(a - b) < 1e-4)
+
+
+@pytest.mark.parametrize("chunk_tokens", [1, 8])
+def test_same_greedy_tree_as_the_local_engine(tiny, server, chunk_tokens):
+    local, remote, executor = run_both(tiny, server, config(), chunk_tokens=chunk_tokens)
+    assert local.error is None and local.forks and local.joins and local.evictions
+    assert remote.error is None
+    assert remote.streams.keys() == local.streams.keys()
+    for path in local.streams:
+        assert_same_stream(local, remote, path)
+    assert [(e.stream, e.ranges) for e in remote.evictions] == \
+        [(e.stream, e.ranges) for e in local.evictions]
+    assert [j.delta for j in remote.joins] == [j.delta for j in local.joins]
+    assert remote.num_reencoded == local.num_reencoded
+    stats = executor.stats
+    assert stats.num_used == remote.num_generated
+    # tokens the grammar rejected were asked again under its mask, one at a time
+    assert 0 < stats.num_constrained < stats.num_requests
+    assert sum("allowed_token_ids" in body for body in server.bodies) == stats.num_constrained
+
+
+def test_siblings_send_concurrent_requests(server):
+    loaded = stress_model(seed=0, num_layers=1)
+    with FakeServer(loaded.model) as own:
+        local, remote, _ = run_both(loaded, own, config(max_workers=3, max_new_tokens=120),
+                                    chunk_tokens=4)
+        assert own.max_in_flight >= 2
+    children = local.forks[0].children
+    assert len(children) == 3
+    for path in [(), *children]:  # decoded from the same views, they agree exactly
+        assert_same_stream(local, remote, path)
+
+
+def test_chunks_are_reused_until_the_view_leaves_them(tiny, server):
+    executor = Remote(server.url, "tiny", chunk_tokens=4)()
+    view = executor.open([1, 2, 3], writer="prompt")
+    taken = []
+    for i in range(6):
+        (token, _), = executor.next_tokens([TokenRequest(view, (), 0, None)], GREEDY)
+        taken.append(token)
+        executor.step([Feed(view, (), i, (token,))])
+    assert len(server.bodies) == 2  # 6 tokens from chunks of 4
+    assert server.bodies[1]["prompt"] == [1, 2, 3, *taken[:4]]
+    executor.step([Feed(view, (), 6, (taken[0] ^ 1,))])  # a forced token: the chunk is stale
+    executor.next_tokens([TokenRequest(view, (), 0, None)], GREEDY)
+    assert len(server.bodies) == 3
+    executor.evict(view, 1, 2)  # an eviction: the tail is re-sent without the evicted token
+    executor.next_tokens([TokenRequest(view, (), 0, None)], GREEDY)
+    assert server.bodies[3]["prompt"] == [1, 3, *taken, taken[0] ^ 1]
+    executor.drop(view)
+    executor.close()
+
+
+def test_a_rejected_token_is_asked_again_under_the_mask(tiny, server):
+    executor = Remote(server.url, "tiny", chunk_tokens=4)()
+    view = executor.open([1, 2, 3], writer="prompt")
+    (free, _), = executor.next_tokens([TokenRequest(view, (), 0, None)], GREEDY)
+    mask = torch.zeros(((len(tiny.tokenizer) + 31) // 32,), dtype=torch.int32)
+    allowed = [t for t in (7, 40, 41) if t != free]
+    for t in allowed:
+        mask[t >> 5] |= 1 << (t & 31)
+    (token, logprob), = executor.next_tokens([TokenRequest(view, (), 0, mask)], GREEDY)
+    assert token in allowed and logprob < 0
+    assert server.bodies[-1]["allowed_token_ids"] == sorted(allowed)
+    assert server.bodies[-1]["max_tokens"] == 1
+    executor.drop(view)
+    executor.close()
+
+
+def test_evictions_of_tokens_a_live_child_holds_are_deferred(server):
+    executor = Remote(server.url, "tiny")()
+    parent = executor.open([1, 2, 3, 4], writer="prompt")
+    child = executor.fork(parent)
+    executor.step([Feed(child, (0,), 0, (5, 6))])
+    assert executor.evict(parent, 1, 3).deferred
+    result = executor.evict(child, 4, 5)  # the child's own token
+    assert not result.deferred and result.num_evicted == 1 and child.token_ids == [1, 2, 3, 4, 6]
+    assert executor.live([parent, child]) == (5, 4)
+    assert executor.join(parent, child, first_own=4) == 0
+    assert parent.token_ids == [1, 2, 3, 4, 6] and not child.is_alive
+    result = executor.evict(parent, 1, 3)
+    assert not result.deferred and result.reencode.start == 1 and parent.token_ids == [1, 4, 6]
+    executor.drop(parent)
+    executor.close()
+
+
+def test_the_executor_refuses_shift(tiny, server):
+    engine = Engine(None, tiny.tokenizer, config(positions="shift"),
+                    executor=Remote(server.url, "tiny"))
+    with pytest.raises(TimError, match="does not support positions='shift'"):
+        engine.run(prompt_of(tiny))
+
+
+def test_a_server_error_mid_run_ends_the_run_with_a_clear_error(tiny, server):
+    server.faults.extend([("delay", 0.0)] * 5 + [("status", 500)])
+    engine = Engine(None, tiny.tokenizer, config(), executor=Remote(server.url, "tiny"))
+    with pytest.raises(RemoteError, match=r"answered 500 to the (constrained )?completion of "
+                                          r"stream \[.*\] \(prompt of \d+ tokens"):
+        engine.run(prompt_of(tiny))
+    assert not [t for t in threading.enumerate() if t.name.startswith("tim-remote")]
+
+
+def test_cancel_aborts_the_request_in_flight(tiny, server):
+    server.faults.extend([("delay", 0.0)] * 3 + [("delay", 30.0)])
+    engine = Engine(None, tiny.tokenizer, config(), executor=Remote(server.url, "tiny"))
+    timer = threading.Timer(1.0, engine.cancel)
+    timer.start()
+    started = time.perf_counter()
+    record = engine.run(prompt_of(tiny))
+    assert record.error == "cancelled" and time.perf_counter() - started < 20
+
+
+def test_ctrl_c_aborts_the_requests_and_leaves_no_thread(server):
+    loaded = stress_model(seed=0, num_layers=1)
+    with FakeServer(loaded.model) as own:
+        own.faults.extend([("delay", 30.0)] * 100)
+        engine = Engine(None, loaded.tokenizer, config(max_workers=3),
+                        executor=Remote(own.url, "tiny", timeout_s=60))
+        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        started = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            engine.run(prompt_of(loaded))
+        assert time.perf_counter() - started < 20
+    assert not [t for t in threading.enumerate() if t.name.startswith("tim-remote")]
+
+
+def test_engine_wants_a_model_or_an_executor(tiny, server):
+    with pytest.raises(ValueError, match="either a model"):
+        Engine(None, tiny.tokenizer, config())
+    with pytest.raises(ValueError, match="either a model"):
+        Engine(tiny.model, tiny.tokenizer, config(), executor=Remote(server.url, "tiny"))
