@@ -61,6 +61,13 @@ class Runtime:
         ``"grammar"`` (default) or ``"free"``.
     max_string_chars : int, optional
         Longest string the grammar lets a task field hold (None: no cap).
+    siblings : str
+        ``"isolated"`` (default) or ``"shared"``: sibling workers see each other's tokens as
+        they write them (Hogwild-style; ``parallel`` format, positions ``shift`` or ``keep``).
+    collaboration_prompt : bool
+        With ``siblings="shared"``, tell the model in its instructions that it is one of
+        several workers that see each other and should not duplicate their work (default).
+        False keeps the isolated instructions, to measure what the prompt does.
     seed : int
         Seeds sampling; each stream draws from its own generator.
 
@@ -93,13 +100,17 @@ class Runtime:
         backend: str = "auto",
         structure: str = "grammar",
         max_string_chars: int | None = None,
+        siblings: str = "isolated",
+        collaboration_prompt: bool = True,
         seed: int = 0,
     ) -> None:
         self.config = EngineConfig(
             format=format, max_workers=max_workers, pruning=pruning, positions=positions,
             max_depth=max_depth, max_fanout=max_fanout, structure=structure,
             kv_budget_tokens=kv_budget_tokens or 32768, max_string_chars=max_string_chars,
+            siblings=siblings,
         )
+        self.collaboration_prompt = collaboration_prompt
         self.loaded = load_model(model, device=device, dtype=dtype)
         self.backend, self.seed = backend, seed
         self.format = get_format(format)
@@ -113,6 +124,12 @@ class Runtime:
     @property
     def tokenizer(self) -> Any:
         return self.loaded.tokenizer
+
+    def instructions(self, tools: Sequence[Any] = ()) -> str:
+        """The format's instructions for this configuration (tool specs ``tools``): with the
+        collaboration prompt when siblings are shared and ``collaboration_prompt`` is on."""
+        shared = self.config.siblings == "shared" and self.collaboration_prompt
+        return self.format.instructions(tools, shared=shared)
 
     def engine(self, *, tools: Sequence[Callable] = ()) -> Engine:
         """The :class:`~tim.engine.engine.Engine` of this runtime's model and configuration,
@@ -151,8 +168,7 @@ class Runtime:
     def _reason(self, engine: Engine, question: str, sampling: SamplingParams, *,
                 max_new_tokens: int, on_step: Callable[[RunRecord], None] | None,
                 on_event: Callable[[RunEvent], None] | None) -> Result:
-        prompt = build_prompt(self.tokenizer, self.format.instructions(engine.tools.specs),
-                              question)
+        prompt = build_prompt(self.tokenizer, self.instructions(engine.tools.specs), question)
         with self._activated(engine):
             record = engine.run(prompt, sampling=sampling, on_step=on_step, on_event=on_event,
                                 max_new_tokens=max_new_tokens)
@@ -197,7 +213,7 @@ class Runtime:
         for question in questions:
             _check_question(question)
         engine = self.engine()
-        instructions = self.format.instructions(())
+        instructions = self.instructions(())
         prompts = [build_prompt(self.tokenizer, instructions, q) for q in questions]
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                                   seed=self.seed)

@@ -55,6 +55,8 @@ def _add_run_options(p: argparse.ArgumentParser, *, model_default: str | None) -
     p.add_argument("--positions", default="shift", choices=["shift", "reencode", "keep"],
                    help="what happens to positions after an eviction")
     p.add_argument("--max-workers", type=int, default=8, help="streams decoding at once")
+    p.add_argument("--siblings", default="isolated", choices=["isolated", "shared"],
+                   help="shared: sibling workers see each other's tokens as they write them")
     p.add_argument("--max-depth", type=int, default=2, help="deepest subtask level")
     p.add_argument("--max-fanout", type=int, default=3, help="most subtasks per list")
     p.add_argument("--max-string-chars", type=int, default=160,
@@ -135,7 +137,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             model=args.model, format=args.format, max_workers=args.max_workers,
             pruning=args.pruning, positions=args.positions, max_depth=args.max_depth,
             max_fanout=args.max_fanout, structure=args.structure, seed=args.seed,
-            max_string_chars=args.max_string_chars,
+            max_string_chars=args.max_string_chars, siblings=args.siblings,
         )
     console.print(f"[bold]question:[/] {args.question}")
     with _progress(console, args.max_new_tokens) as on_step:

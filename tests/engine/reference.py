@@ -229,6 +229,9 @@ class ComposedReference:
 
 
 def reference_logprobs(model, record) -> dict[tuple, dict[int, float]]:
+    if record.siblings == "shared":  # siblings see each other: replayed step by step
+        from tests.engine.reference_shared import SharedReference
+        return SharedReference(model, record).run()
     return ComposedReference(model, record).run()
 
 

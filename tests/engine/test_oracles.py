@@ -51,7 +51,8 @@ def qwen3():
     return load("qwen3")
 
 
-def run_tree(lm, tree, *, fmt, pruning="none", positions="shift", max_workers=8, page_size=1):
+def run_tree(lm, tree, *, fmt, pruning="none", positions="shift", max_workers=8, page_size=1,
+             siblings="isolated"):
     """Teacher-force ``tree`` through the engine (conftest checks the pool every step)."""
     loaded, _ = lm
     rendered = get_format(fmt).render(tree)
@@ -59,6 +60,7 @@ def run_tree(lm, tree, *, fmt, pruning="none", positions="shift", max_workers=8,
     engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(
         format=fmt, pruning=pruning, positions=positions, max_workers=max_workers,
         max_new_tokens=10_000, kv_budget_tokens=8192, cascade_min_saved=8, page_size=page_size,
+        siblings=siblings,
     ))
     prompt = loaded.tokenizer.encode("Solve: 3 + 4.", add_special_tokens=False)
     record = engine.run(prompt, chooser=TextReplay(texts, loaded.tokenizer))

@@ -7,6 +7,9 @@ share leading spans sit next to each other so their queries form one cascade gro
     tokens:   | w0 w0 w0 | w1 | w2 |  w3 w3 |        (w1, w2 share a prefix: one group)
     groups:   [  lone    ][ cascade ][ lone ]
     logits:          ^      ^    ^        ^         (last token of each worker that samples)
+
+Workers that see their siblings (``visible``, shared mode) form one more group, laid out last,
+attended by segment attention (:mod:`tim.engine.sharing`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 
 from tim.cache import View, group_by_prefix
 from tim.engine.cascade_cost import CascadeCost
+from tim.engine.sharing import SegmentGroup, Visible, segment_group
 
 __all__ = ["WorkerInput", "AttentionGroup", "Batch", "build_batch"]
 
@@ -28,13 +32,17 @@ class WorkerInput:
 
     ``token_ids`` and ``position_ids`` are the last ``len(token_ids)`` tokens of ``view``,
     already appended (their slots reserved). ``wants_logits`` is False when the step only
-    writes K/V (a fork flush or a re-encode with nothing to sample after it).
+    writes K/V (a fork flush or a re-encode with nothing to sample after it). A worker that
+    sees its siblings names their ranges in ``visible`` (layout order), and ``prefix`` is
+    how many of its view's first tokens it shares with its parent.
     """
 
     view: View
     token_ids: tuple[int, ...]
     position_ids: tuple[int, ...]
     wants_logits: bool = True
+    prefix: int = 0
+    visible: tuple[Visible, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.token_ids or len(self.token_ids) != len(self.position_ids):
@@ -74,7 +82,7 @@ class Batch:
     input_ids: torch.Tensor  # (T,) int64
     position_ids: torch.Tensor  # (T,) int64
     write_slots: torch.Tensor  # (T,) int64: where each token's K/V goes
-    groups: tuple[AttentionGroup, ...]
+    groups: tuple[AttentionGroup | SegmentGroup, ...]
     logits_indices: torch.Tensor  # (B_logits,) int64: batch token index of each sampling worker
     order: tuple[int, ...]  # order[i] = index into the inputs of the i-th worker laid out
     sampling: tuple[int, ...]  # indices into the inputs of workers with logits, in logits order
@@ -90,6 +98,7 @@ class Batch:
             return None if x is None else x.to(device)
 
         groups = tuple(
+            g.to(device) if isinstance(g, SegmentGroup) else
             replace(g, cu_seqlens_q=g.cu_seqlens_q.to(device), prefix_slots=g.prefix_slots.to(device),
                     kv_slots=g.kv_slots.to(device), cu_seqlens_k=g.cu_seqlens_k.to(device),
                     block_table=move(g.block_table), seqlens_k=move(g.seqlens_k))
@@ -143,19 +152,22 @@ def build_batch(
     if not inputs:
         raise ValueError("build_batch needs at least one worker input")
     views = [inp.view for inp in inputs]
+    sharing = [i for i, inp in enumerate(inputs) if inp.visible]
+    plain = [i for i, inp in enumerate(inputs) if not inp.visible]
     cascades, cascade_prefixes = [], []
     if cascade is not None:
-        for group in group_by_prefix(views):
+        for group in group_by_prefix([views[i] for i in plain]):
+            members = [plain[m] for m in group.members]
             # a member's queries must all follow the shared prefix (its newest tokens lie in
             # its own suffix); the prefix is then visible to every query, non-causally
-            if cascade.pays(len(group.members), group.prefix_len) and all(
+            if cascade.pays(len(members), group.prefix_len) and all(
                 len(inputs[m].token_ids) <= s.numel()
-                for m, s in zip(group.members, group.suffix_slots, strict=True)
+                for m, s in zip(members, group.suffix_slots, strict=True)
             ):
-                cascades.append(list(group.members))
+                cascades.append(members)
                 cascade_prefixes.append(group)
     in_cascade = {i for members in cascades for i in members}
-    lone = [i for i in range(len(inputs)) if i not in in_cascade]
+    lone = [i for i in plain if i not in in_cascade]
 
     order: list[int] = []
     groups: list[AttentionGroup] = []
@@ -195,6 +207,10 @@ def build_batch(
         )
         order.extend(members)
         token_start = token_end
+    if sharing:
+        groups.append(segment_group([(views[i], inputs[i].prefix, len(inputs[i].token_ids),
+                                      inputs[i].visible) for i in sharing], token_start))
+        order.extend(sharing)
 
     laid_out = [inputs[i] for i in order]
     input_ids = torch.tensor([t for inp in laid_out for t in inp.token_ids], dtype=torch.int64)

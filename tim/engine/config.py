@@ -50,6 +50,11 @@ class EngineConfig:
         Limits the grammar enforces on the tree.
     max_string_chars : int, optional
         Longest title / thought / conclusion / answer the grammar allows.
+    siblings : str
+        ``"isolated"``: each child sees its parent's prefix and itself. ``"shared"``
+        (``parallel`` format, positions ``shift`` or ``keep``): each child also sees its
+        running and joined siblings' tokens as they are written (Hogwild-style; see
+        :mod:`tim.engine.sharing`).
 
     Examples
     --------
@@ -75,6 +80,7 @@ class EngineConfig:
     max_depth: int = 4
     max_fanout: int = 6
     max_string_chars: int | None = None
+    siblings: str = "isolated"
 
     @property
     def rule(self) -> Rule:
@@ -100,6 +106,7 @@ class EngineConfig:
             raise ValueError(
                 f"cascade_min_saved must be an int >= 1 or None, got {self.cascade_min_saved!r}"
             )
+        self._check_siblings()
         if self.max_string_chars is not None and self.max_string_chars < 1:
             raise ValueError(f"max_string_chars must be >= 1 or None, got {self.max_string_chars!r}")
         for name in ("max_depth", "max_fanout", "max_workers", "max_new_tokens", "kv_budget_tokens", "page_size",
@@ -107,3 +114,15 @@ class EngineConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+    def _check_siblings(self) -> None:
+        if self.siblings not in ("isolated", "shared"):
+            raise ValueError(f"siblings must be 'isolated' or 'shared', got {self.siblings!r}")
+        if self.siblings == "isolated":
+            return
+        if not get_format(self.format).forks:
+            raise ValueError(f"siblings='shared' needs concurrent siblings: use "
+                             f"format='parallel', not {self.format!r}")
+        if self.positions == "reencode":
+            raise ValueError("siblings='shared' works with positions 'shift' or 'keep'; a "
+                             "re-encode would recompute K/V against its siblings' newer tokens")

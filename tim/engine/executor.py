@@ -31,9 +31,10 @@ from tim.cache import EvictResult
 from tim.engine.batch import WorkerInput, build_batch
 from tim.engine.cascade_cost import CascadeCost
 from tim.engine.runner import ModelRunner
+from tim.engine.sharing import Visible
 from tim.errors import TimError
 
-__all__ = ["ExecutorSupport", "Feed", "StepOutput", "Executor", "PagedExecutor"]
+__all__ = ["ExecutorSupport", "Feed", "StepOutput", "Executor", "PagedExecutor", "Visible"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class Feed:
     ``token_ids`` (maybe empty) are the writer's tokens ``first_index, first_index + 1,
     ...`` to append; before them, the last ``num_recompute`` tokens already in the view are
     re-encoded at their current positions (after a ``reencode`` eviction).
+
+    A worker that sees its siblings (``siblings="shared"``) names their tokens in ``visible``,
+    ranges of other views in layout order, as they were before this step; its view's first
+    ``prefix`` tokens are the parent's, the rest its own (:mod:`tim.engine.sharing`).
     """
 
     view: Any
@@ -60,6 +65,8 @@ class Feed:
     token_ids: tuple[int, ...]
     num_recompute: int = 0
     wants_logits: bool = True
+    prefix: int = 0
+    visible: tuple[Visible, ...] = ()
 
 
 class StepOutput(NamedTuple):
@@ -101,7 +108,7 @@ class PagedExecutor:
         self.runner, self.store = runner, runner.store
         self.cascade = cascade
         self.support = ExecutorSupport(positions=frozenset({"shift", "reencode", "keep"}),
-                                       cascade=cascade is not None)
+                                       shared_siblings=True, cascade=cascade is not None)
 
     # ---------------------------------------------------------------- views
     def open(self, prompt_ids: Sequence[int], *, writer: Hashable) -> Any:
@@ -159,7 +166,8 @@ class PagedExecutor:
             n = len(new) + feed.num_recompute
             inputs.append(WorkerInput(view=view, token_ids=tuple(view.token_ids()[-n:].tolist()),
                                       position_ids=tuple(view.position_ids()[-n:].tolist()),
-                                      wants_logits=feed.wants_logits))
+                                      wants_logits=feed.wants_logits, prefix=feed.prefix,
+                                      visible=feed.visible))
         batch = build_batch(inputs, cascade=self.cascade, block_tables=True)
         logits = self.runner.run(batch)  # (B_logits, V), rows in batch.sampling order
         order = sorted(range(len(batch.sampling)), key=lambda row: batch.sampling[row])

@@ -7,6 +7,9 @@ run must write next, :class:`Force` or :class:`Fail`; it never feeds, samples or
     parent writes its plan, ']' fed      fork(parent, children): queued, newest fork first
     a worker is free                     start_children() -> Force(child, header)
     every child done, in plan order      try_join(parent)  -> Force(parent, join text)
+
+With ``siblings="shared"`` it also says what each running child sees of its siblings
+(:meth:`ForkJoin.visible`).
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tim.engine.executor import Executor
+from tim.engine.executor import Executor, Visible
 from tim.engine.pruner import Pruner
-from tim.engine.record import ForkRecord, JoinRecord, RunRecord
+from tim.engine.record import ForkRecord, JoinRecord, RunRecord, SightRecord
 from tim.engine.streams import Stream, StreamStatus
 from tim.tree import TaskPath
 
@@ -112,3 +115,31 @@ class ForkJoin:
         self.record.joins.append(JoinRecord(
             self.record.num_steps, parent.path, child.path, parent.num_fed, self.next_seq(),
             delta=delta))
+
+    def visible(self, child: Stream, parent: Stream) -> tuple[Visible, ...]:
+        """The sibling ranges ``child`` sees this step, in layout order, noted in the record.
+
+        Siblings joined since ``child`` started sit in ``parent``'s view past the prefix
+        ``child`` started on; every other started sibling's own tokens follow, in plan order.
+        Each is taken as it is now, before this step appends anything: a token written in
+        step t is seen from step t + 1.
+        """
+        start = child.record.parent_tokens
+        ranges, seen = [], {}
+        end = self.executor.num_tokens(parent.view)
+        if end > start:
+            ranges.append(Visible(parent.view, start, end))
+            for writer, a, b in self.executor.sources(parent.view, start, end):
+                sibling = writer[: len(child.path)]
+                seen[sibling] = seen.get(sibling, 0) + b - a
+        for other in parent.children[parent.num_joined:]:
+            if other is child or other.view is None or other.status is StreamStatus.FAILED:
+                continue
+            first, end = other.record.parent_tokens, self.executor.num_tokens(other.view)
+            if end > first:
+                ranges.append(Visible(other.view, first, end))
+                seen[other.path] = end - first
+        if ranges:
+            self.record.sights.append(SightRecord(self.record.num_steps + 1, child.path,
+                                                  tuple(seen.items())))
+        return tuple(ranges)

@@ -9,7 +9,7 @@ from typing import Any
 from tim.tree import TaskPath
 
 __all__ = ["StreamRecord", "EvictionRecord", "ForkRecord", "JoinRecord", "StepRow",
-           "ToolCallRecord", "RunRecord", "RunEvent"]
+           "SightRecord", "ToolCallRecord", "RunRecord", "RunEvent"]
 
 
 @dataclass
@@ -109,7 +109,8 @@ class StepRow:
     ``fed`` lists each stream fed in the step with its number of tokens (sampled, forced or
     re-encoded); ``num_processed`` counts every token fed so far; ``live_tokens`` and
     ``max_position`` are the distinct KV tokens the run's live views hold and their largest
-    position id, after the step's evictions.
+    position id, after the step's evictions. ``seq`` counts the structural changes made
+    before the step's forward (those with a smaller ``seq`` came first).
     """
 
     step: int
@@ -117,10 +118,25 @@ class StepRow:
     num_processed: int
     live_tokens: int
     max_position: int
+    seq: int = 0
 
     @property
     def num_streams(self) -> int:
         return len(self.fed)
+
+
+@dataclass(frozen=True)
+class SightRecord:
+    """What ``stream`` saw of its siblings in step ``step`` (``siblings="shared"``).
+
+    ``seen`` lists, in layout order (between its parent's prefix and its own tokens), each
+    sibling whose tokens it saw and how many: the sibling's subtree tokens as they were
+    before the step (a joined sibling's as they sit in the parent's view).
+    """
+
+    step: int
+    stream: TaskPath
+    seen: tuple[tuple[TaskPath, int], ...]
 
 
 @dataclass(frozen=True)
@@ -155,6 +171,8 @@ class RunRecord:
     joins: list[JoinRecord] = field(default_factory=list)
     timeline: list[StepRow] = field(default_factory=list)  # one row per step
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    siblings: str = "isolated"
+    sights: list[SightRecord] = field(default_factory=list)  # shared siblings only
     num_steps: int = 0
     num_generated: int = 0
     num_forced: int = 0
@@ -187,8 +205,12 @@ class RunRecord:
         data["timeline"] = [
             {"step": r.step, "fed": [[list(p), n] for p, n in r.fed],
              "num_processed": r.num_processed, "live_tokens": r.live_tokens,
-             "max_position": r.max_position}
+             "max_position": r.max_position, "seq": r.seq}
             for r in self.timeline
+        ]
+        data["sights"] = [
+            {"step": s.step, "stream": list(s.stream), "seen": [[list(p), n] for p, n in s.seen]}
+            for s in self.sights
         ]
         data["tool_calls"] = [{**asdict(t), "stream": list(t.stream)} for t in self.tool_calls]
         return data

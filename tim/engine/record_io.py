@@ -34,6 +34,7 @@ def record_from_json(data: Any) -> RunRecord:
         ForkRecord,
         JoinRecord,
         RunRecord,
+        SightRecord,
         StepRow,
         StreamRecord,
         ToolCallRecord,
@@ -125,17 +126,16 @@ def record_from_json(data: Any) -> RunRecord:
     timeline = []
     for i, raw in enumerate(top.list("timeline")):
         r = _Reader(raw, f"timeline[{i}]")
-        fed = []
-        for j, item in enumerate(r.list("fed")):
-            if not (isinstance(item, list) and len(item) == 2):
-                raise TraceError(f"timeline[{i}].fed[{j}]: expected [path, tokens], got "
-                                 f"{item!r}"[:200])
-            f = _Reader({"path": item[0], "tokens": item[1]}, f"timeline[{i}].fed[{j}]")
-            fed.append((stream_path(f, "path"), f.int("tokens")))
-        timeline.append(StepRow(step=r.int("step"), fed=tuple(fed),
+        timeline.append(StepRow(step=r.int("step"), fed=counts(r, "fed", stream_path),
                                 num_processed=r.int("num_processed"),
                                 live_tokens=r.int("live_tokens"),
-                                max_position=r.int("max_position")))
+                                max_position=r.int("max_position"),
+                                seq=r.int("seq") if "seq" in r.data else 0))
+    sights = []
+    for i, raw in enumerate(top.data.get("sights", [])):
+        r = _Reader(raw, f"sights[{i}]")
+        sights.append(SightRecord(r.int("step"), stream_path(r, "stream"),
+                                  counts(r, "seen", stream_path)))
     tool_calls = []
     for i, raw in enumerate(top.list("tool_calls")):
         t = _Reader(raw, f"tool_calls[{i}]")
@@ -144,19 +144,31 @@ def record_from_json(data: Any) -> RunRecord:
             stream=stream_path(t, "stream"), name=t.str("name"), call_step=t.int("call_step"),
             result_step=None if result_step is None else t.int("result_step")))
     for name, items in (("evictions", evictions), ("forks", forks), ("joins", joins),
-                        ("timeline", timeline), ("tool_calls", tool_calls)):
+                        ("timeline", timeline), ("tool_calls", tool_calls), ("sights", sights)):
         steps = [item.call_step if name == "tool_calls" else item.step for item in items]
         if any(b < a for a, b in zip(steps, steps[1:], strict=False)):
             raise TraceError(f"{name}: steps go backwards ({steps[:8]}...)")
     record = RunRecord(
         format=top.str("format"), pruning=top.str("pruning"), positions=top.str("positions"),
         prompt_ids=top.ints("prompt_ids"), streams=streams, evictions=evictions, forks=forks,
-        joins=joins, timeline=timeline, tool_calls=tool_calls,
+        joins=joins, timeline=timeline, tool_calls=tool_calls, sights=sights,
+        siblings=top.str("siblings") if "siblings" in top.data else "isolated",
         wall_time_s=top.float("wall_time_s"),
         error=top.optional_str("error"),
         **{name: top.int(name) for name in _COUNTERS},
     )
     return record
+
+
+def counts(r: _Reader, key: str, stream_path) -> tuple:
+    """``[[path, count], ...]`` at ``key`` -> ``((path, count), ...)``, every path a stream."""
+    out = []
+    for j, item in enumerate(r.list(key)):
+        if not (isinstance(item, list) and len(item) == 2):
+            raise TraceError(f"{r.where}.{key}[{j}]: expected [path, tokens], got {item!r}"[:200])
+        f = _Reader({"path": item[0], "tokens": item[1]}, f"{r.where}.{key}[{j}]")
+        out.append((stream_path(f, "path"), f.int("tokens")))
+    return tuple(out)
 
 
 def check_token_ids(record: RunRecord, vocab_size: int) -> None:

@@ -54,9 +54,18 @@ class Run:
         if cfg.positions not in executor.support.positions:
             raise TimError(f"this executor does not support positions={cfg.positions!r}; it "
                            f"supports {sorted(executor.support.positions)}")
+        if cfg.siblings == "shared" and not executor.support.shared_siblings:
+            raise TimError("this executor cannot show siblings to each other; use "
+                           "siblings='isolated'")
+        spec = getattr(engine, "spec", None)
+        if cfg.siblings == "shared" and spec is not None and any(
+                spec.layer_sliding_window(i) for i in range(spec.num_layers)):
+            raise TimError("siblings='shared' needs full attention in every layer; this model "
+                           "has sliding-window layers: use siblings='isolated'")
         self.executor = executor  # shared when requests decode together
         self.pruner = Pruner(cfg.rule, executor)
-        self.record = RunRecord(cfg.format, cfg.pruning_name, cfg.positions, prompt_ids)
+        self.record = RunRecord(cfg.format, cfg.pruning_name, cfg.positions, prompt_ids,
+                                siblings=cfg.siblings)
         # streams not yet joined or dropped (the record keeps every stream): per-step scans
         # stay as short as the open frontier of the tree, however many tasks have finished
         self.streams: dict[TaskPath, Stream] = {}
@@ -67,6 +76,7 @@ class Run:
         self.finished = False
         self.num_processed = 0
         self.num_changes = 0  # structural changes so far: the record's ``seq`` counter
+        self.forward_seq = 0
         root = self._new_stream((), view=executor.open(prompt_ids, writer=PROMPT))
         root.num_recompute = len(prompt_ids)  # the prompt is "re-encoded" from nothing
         self.record.num_prefilled += len(prompt_ids)
@@ -77,7 +87,9 @@ class Run:
         """Tool results in, waiting children started; the streams to feed this step."""
         self._collect_tools()
         self._start_waiting_children()
-        return self._schedule()
+        scheduled = self._schedule()
+        self.forward_seq = self.num_changes  # the changes the step's forward comes after
+        return scheduled
 
     def postprocess(self, fed: list[tuple[Stream, Feed, list[int]]],
                     logits: torch.Tensor) -> None:
@@ -123,8 +135,12 @@ class Run:
             self.record.num_reencoded += stream.num_recompute
         if len(take) > 1:
             self.record.num_prefilled += len(take) - 1
+        visible, parent = (), self.streams.get(stream.path[:-1]) if stream.path else None
+        if self.cfg.siblings == "shared" and take and parent is not None:
+            visible = self.forks.visible(stream, parent)
         feed = Feed(stream.view, stream.path, first, tuple(take), stream.num_recompute,
-                    wants_logits=stream.status is StreamStatus.RUNNING and not stream.queue)
+                    wants_logits=stream.status is StreamStatus.RUNNING and not stream.queue,
+                    prefix=stream.record.parent_tokens, visible=visible)
         stream.num_recompute = 0
         return feed
 
@@ -324,7 +340,7 @@ class Run:
         rec.peak_live_tokens = max(rec.peak_live_tokens, live)
         rec.max_position = max(rec.max_position, max_position)
         rec.timeline.append(StepRow(rec.num_steps, tuple((s.path, n) for s, n in fed),
-                                    self.num_processed, live, max_position))
+                                    self.num_processed, live, max_position, self.forward_seq))
         if rec.num_generated >= self.max_new_tokens and not self.finished:
             rec.error = f"max_new_tokens={self.max_new_tokens} reached before the answer"
             self.finished = True

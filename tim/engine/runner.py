@@ -9,6 +9,7 @@ import torch
 from tim import kernels
 from tim.cache import KVStore
 from tim.engine.batch import AttentionGroup, Batch
+from tim.engine.sharing import SegmentGroup
 from tim.models.attention import AttentionSwitch
 from tim.models.context import forward_context
 
@@ -86,13 +87,20 @@ class ModelRunner:
             out[rows] = plan.run(q[rows], k_pages, v_pages)[0]
         return out
 
-    def _plan(self, q: torch.Tensor, k_pages: torch.Tensor, group: AttentionGroup,
+    def _plan(self, q: torch.Tensor, k_pages: torch.Tensor, group: AttentionGroup | SegmentGroup,
               options: tuple[float, int | None, float | None]) -> Any:
         """The kernel plan of one group, run by every layer with the same ``options``."""
         scale, sliding_window, softcap = options
         window = (sliding_window - 1, 0) if sliding_window else (-1, -1)
         common = dict(causal=True, softmax_scale=scale, softcap=softcap or 0.0,
                       backend=self.backend)
+        if isinstance(group, SegmentGroup):
+            if window != (-1, -1):  # the engine refuses shared siblings on windowed models
+                raise AssertionError("segment attention has no sliding window")
+            return kernels.plan_segments(
+                q, k_pages, group.cu_seqlens_q, group.own_slots, group.cu_seqlens_own,
+                group.segments, inv_freq=self.store.rope_inv_freq,
+                interleaved=self.store.rope_interleaved, **common)
         if group.prefix_slots.numel():
             if window != (-1, -1):  # a window needs whole sequences: re-join prefix + suffix
                 raise AssertionError("windowed layers are built without cascade groups")

@@ -46,7 +46,7 @@ def _configs(text: str):
 def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", type=_tasks, default=TASKS, help=f"comma-separated: {','.join(TASKS)}")
     p.add_argument("--configs", type=_configs, default=parse_configs(",".join(DEFAULT_CONFIGS)),
-                   help="comma-separated METHOD[/PRUNING][/POSITIONS][/tools], METHOD one of "
+                   help="comma-separated METHOD[/PRUNING][/POSITIONS][/SIBLINGS][/tools], METHOD one of "
                         f"cot, thread2, parallel (default {','.join(DEFAULT_CONFIGS)})")
     p.add_argument("--sizes", type=_int_list, default=(2, 3, 4),
                    help="problem sizes: chain steps, Countdown numbers, lookup hops (2,3,4)")

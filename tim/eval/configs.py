@@ -1,11 +1,13 @@
 """Configurations ``tim eval`` compares, named by short specs.
 
-A spec is ``METHOD[/PRUNING][/POSITIONS][/tools]``:
+A spec is ``METHOD[/PRUNING][/POSITIONS][/SIBLINGS][/tools]``:
 
 - ``cot``: plain chain of thought through HF ``generate`` (no tools);
 - ``thread2`` or ``parallel``: tim's two formats, with a pruning rule (``none`` or
   ``buffer:K``, default ``buffer:1``), a position policy (``shift``, default, ``reencode``
-  or ``keep``) and ``tools`` to offer the task's tools.
+  or ``keep``) and ``tools`` to offer the task's tools;
+- ``parallel`` also takes ``shared`` (siblings see each other, with the collaboration prompt)
+  or ``shared-noprompt`` (the same, with the isolated instructions).
 
 Every configuration gets the same sampled-token budget and the same questions.
 """
@@ -19,6 +21,7 @@ __all__ = ["EvalConfig", "parse_config", "parse_configs", "DEFAULT_CONFIGS", "ME
 
 METHODS = ("cot", "thread2", "parallel")
 POSITIONS = ("shift", "reencode", "keep")
+SIBLINGS = ("shared", "shared-noprompt")  # spec parts; isolated is the default
 DEFAULT_CONFIGS = ("cot", "thread2/none", "thread2/buffer:1", "parallel/buffer:1",
                    "parallel/buffer:1/tools")
 _PRUNING = re.compile(r"none|buffer:\d+")
@@ -41,6 +44,7 @@ class EvalConfig:
     pruning: str = "buffer:1"
     positions: str = "shift"
     tools: bool = False
+    siblings: str = "isolated"  # or one of SIBLINGS
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -49,6 +53,12 @@ class EvalConfig:
             raise ValueError(f"pruning must be 'none' or 'buffer:K', got {self.pruning!r}")
         if self.positions not in POSITIONS:
             raise ValueError(f"positions must be one of {POSITIONS}, got {self.positions!r}")
+        if self.siblings not in ("isolated", *SIBLINGS):
+            raise ValueError(f"siblings must be 'isolated' or one of {SIBLINGS}, got "
+                             f"{self.siblings!r}")
+        if self.siblings != "isolated" and self.method != "parallel":
+            raise ValueError(f"only parallel siblings run concurrently; {self.method} cannot "
+                             f"take {self.siblings!r}")
         if self.method == "cot" and self.tools:
             raise ValueError("the cot baseline runs without tools (HF generate has no tool "
                              f"loop), got tools={self.tools!r}")
@@ -65,6 +75,8 @@ class EvalConfig:
         parts = [self.method, self.pruning]
         if self.positions != "shift":
             parts.append(self.positions)
+        if self.siblings != "isolated":
+            parts.append(self.siblings)
         if self.tools:
             parts.append("tools")
         return "/".join(parts)
@@ -83,10 +95,11 @@ def parse_config(spec: str) -> EvalConfig:
     fields: dict[str, object] = {}
     for part in rest:
         key = ("pruning" if _PRUNING.fullmatch(part) else "positions" if part in POSITIONS
-               else "tools" if part == "tools" else None)
+               else "siblings" if part in SIBLINGS else "tools" if part == "tools" else None)
         if key is None:
             raise ValueError(f"config {spec!r}: {part!r} is not a pruning rule (none, buffer:K), "
-                             "a position policy (shift, reencode, keep) or 'tools'")
+                             "a position policy (shift, reencode, keep), shared, "
+                             "shared-noprompt or 'tools'")
         if key in fields:
             raise ValueError(f"config {spec!r} names its {key} twice")
         fields[key] = True if key == "tools" else part

@@ -57,12 +57,16 @@ class Cell:
     max_position: int
     mean_wall_time_s: float
     failures: dict[str, int]
+    mean_tool_calls: float = 0.0
+    mean_redundancy: float | None = None  # over runs with a list of two siblings
+    duplicate_titles: int = 0
 
 
 def _cell(task: str, config: str, size: int | None, group: Sequence[Outcome]) -> Cell:
     n = len(group)
     k = sum(o.correct for o in group)
     low, high = wilson_interval(k, n)
+    shares = [o.redundancy for o in group if o.redundancy is not None]
     failures: dict[str, int] = {}
     for o in group:
         if o.failure is not None:
@@ -73,7 +77,10 @@ def _cell(task: str, config: str, size: int | None, group: Sequence[Outcome]) ->
                 peak_live_kv=max(o.peak_live_kv for o in group),
                 max_position=max(o.max_position for o in group),
                 mean_wall_time_s=sum(o.wall_time_s for o in group) / n,
-                failures=dict(sorted(failures.items())))
+                failures=dict(sorted(failures.items())),
+                mean_tool_calls=sum(o.tool_calls for o in group) / n,
+                mean_redundancy=sum(shares) / len(shares) if shares else None,
+                duplicate_titles=sum(o.duplicate_titles for o in group))
 
 
 def summarize(outcomes: Sequence[Outcome], *, by_size: bool = False) -> list[Cell]:
@@ -120,12 +127,13 @@ def load_json(path: str | Path) -> tuple[list[Outcome], dict[str, Any]]:
 def render_table(outcomes: Sequence[Outcome], *, title: str = "tim eval") -> Any:
     """A :class:`rich.table.Table` with one row per task and configuration: accuracy with
     its Wilson interval, mean sampled tokens, the peak live KV and max position over the
-    questions, mean wall time per question, and how many runs failed, by reason."""
+    questions, mean wall time per question, mean tool calls, sibling redundancy (mean share of
+    a sibling's 4-grams another wrote; duplicate titles), and how many runs failed, by reason."""
     from rich.table import Table
 
     table = Table(title=title)
     for name in ("task", "config", "accuracy [95% CI]", "sampled", "peak KV", "max pos",
-                 "wall s", "failures"):
+                 "wall s", "tools", "redundancy", "failures"):
         table.add_column(name, justify="left" if name in ("task", "config", "failures")
                          else "right", no_wrap=name in ("task", "config"))
     for c in summarize(outcomes):
@@ -134,7 +142,9 @@ def render_table(outcomes: Sequence[Outcome], *, title: str = "tim eval") -> Any
             f"{c.num_correct}/{c.num_questions} = {c.accuracy:.0%} "
             f"[{c.ci_low:.0%}, {c.ci_high:.0%}]",
             f"{c.mean_sampled_tokens:.1f}", str(c.peak_live_kv), str(c.max_position),
-            f"{c.mean_wall_time_s:.2f}",
+            f"{c.mean_wall_time_s:.2f}", f"{c.mean_tool_calls:.1f}",
+            "-" if c.mean_redundancy is None else
+            f"{c.mean_redundancy:.0%} · {c.duplicate_titles} dup",
             ", ".join(f"{k} {v}" for k, v in c.failures.items()) or "-")
     return table
 

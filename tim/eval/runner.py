@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tim.eval.configs import EvalConfig
+from tim.eval.redundancy import sibling_redundancy
 from tim.eval.tasks import Question, score
 
 __all__ = ["Outcome", "run_cot", "run_tim", "run_eval", "COT_INSTRUCTIONS"]
@@ -49,6 +50,9 @@ class Outcome:
     peak_live_kv: int
     max_position: int
     wall_time_s: float
+    tool_calls: int = 0
+    redundancy: float | None = None
+    duplicate_titles: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,7 +132,7 @@ def run_tim(runtime: Any, config: EvalConfig, question: Question, *, max_new_tok
     tools = question.tools() if config.tools else ()
     start = time.perf_counter()
     specs = runtime.engine(tools=tools).tools.specs  # built once per tool set, then reused
-    prompt = build_prompt(runtime.tokenizer, runtime.format.instructions(specs), text)
+    prompt = build_prompt(runtime.tokenizer, runtime.instructions(specs), text)
     if window is not None and len(prompt) > window - 1:  # no room for one sampled token
         return Outcome(task=question.task, size=question.size, seed=question.seed,
                        config=config.name, correct=False, answer=None, failure="window",
@@ -142,12 +146,15 @@ def run_tim(runtime: Any, config: EvalConfig, question: Question, *, max_new_tok
         failure = "max_new_tokens"  # one label for the table, as cot's
     if failure is None and result.answer is None:
         failure = "no answer"
-    stats = result.stats
+    stats, record = result.stats, result.record
+    redundancy, duplicates = sibling_redundancy(record)
     return Outcome(task=question.task, size=question.size, seed=question.seed,
                    config=config.name, correct=failure is None and score(question, result.answer),
-                   answer=result.answer, failure=failure, prompt_tokens=len(result.record.prompt_ids),
+                   answer=result.answer, failure=failure, prompt_tokens=len(record.prompt_ids),
                    sampled_tokens=stats.tokens_generated, peak_live_kv=stats.peak_live_tokens,
-                   max_position=stats.max_position_id, wall_time_s=wall)
+                   max_position=stats.max_position_id, wall_time_s=wall,
+                   tool_calls=len(record.tool_calls), redundancy=redundancy,
+                   duplicate_titles=duplicates)
 
 
 def make_runtime(loaded: Any, config: EvalConfig, *, seed: int = 0) -> Any:
@@ -155,7 +162,9 @@ def make_runtime(loaded: Any, config: EvalConfig, *, seed: int = 0) -> Any:
     from tim.api import Runtime
 
     return Runtime(model=(loaded.model, loaded.tokenizer), format=config.method,
-                   pruning=config.pruning, positions=config.positions, seed=seed)
+                   pruning=config.pruning, positions=config.positions, seed=seed,
+                   siblings="isolated" if config.siblings == "isolated" else "shared",
+                   collaboration_prompt=config.siblings == "shared")
 
 
 def run_eval(loaded: Any, configs: Sequence[EvalConfig], questions: Sequence[Question], *,

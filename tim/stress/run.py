@@ -46,6 +46,7 @@ def stress(
     kv_budget_tokens: int | None = None,
     max_workers: int = 4,
     cascade: bool = True,
+    siblings: str = "isolated",
     temperature: float = 0.0,
     seed: int = 0,
     question: str = DEFAULT_QUESTION,
@@ -61,7 +62,7 @@ def stress(
         A string goes to :func:`tim.models.load_model` (e.g. ``"smollm2-135m"``).
     shape : StressShape
         Depth, fan-out, tokens per field, top-level tasks, tool calls, needle.
-    format, positions, pruning, max_workers, cascade
+    format, positions, pruning, max_workers, cascade, siblings
         See :class:`tim.engine.config.EngineConfig`.
     window : int, optional
         The context window positions must stay below; default the model's
@@ -123,7 +124,7 @@ def stress(
                 for segs in segments.values() for s in segs)  # chars bound literal tokens
     config = EngineConfig(
         format=format, max_workers=max_workers, cascade=cascade, pruning=pruning,
-        positions=positions,
+        positions=positions, siblings=siblings,
         max_new_tokens=upper + 16, kv_budget_tokens=budget, structure="free",
         max_depth=shape.depth, max_fanout=max(shape.fanout, shape.num_tasks),
     )

@@ -10,6 +10,8 @@ small vanilla-JS viewer (:mod:`tim.viz.viewer_assets`) that builds everything wi
   tokens, position range, the steps it ran in and when it was evicted;
 - a timeline of the workers (inline SVG): which streams ran when, forks, joins, tool
   calls and evictions, over the live-KV curve;
+- for a run with shared siblings, per worker, which siblings it saw and how many of their
+  tokens at each step (from the record's sights), drawn in its detail panel;
 - a search box over titles, thoughts, conclusions and tool calls.
 
 Safety: the JSON escapes ``<``, ``>``, ``&``, U+2028 and U+2029, so no text can close the
@@ -143,7 +145,8 @@ def viewer_data(run: RunLike) -> dict[str, Any]:
             "ev": [[step, list(stream), n] for step, stream, n in info.evicted],
             "kids": info.num_children,
         })
-    return {"meta": _meta(view), "tasks": tasks, "timeline": _timeline(view, index)}
+    return {"meta": _meta(view), "tasks": tasks, "timeline": _timeline(view, index),
+            "sights": _sights(view, index)}
 
 
 def _meta(view: RunView) -> dict[str, Any]:
@@ -154,6 +157,7 @@ def _meta(view: RunView) -> dict[str, Any]:
         "format": record.format if record else None,
         "pruning": record.pruning if record else None,
         "positions": record.positions if record else None,
+        "siblings": record.siblings if record else None,
         "stats": None if view.stats is None else {
             k: round(v, 3) if isinstance(v, float) else v
             for k, v in asdict(view.stats).items()},
@@ -176,6 +180,22 @@ def _timeline(view: RunView, index: dict[TaskPath, int]) -> dict[str, Any] | Non
         "kv": _downsample([[r.step, r.num_processed, r.live_tokens, r.num_streams]
                            for r in record.timeline], MAX_TIMELINE_POINTS),
     }
+
+
+def _sights(view: RunView, index: dict[TaskPath, int]) -> dict[str, list]:
+    """Task index -> ``[[sibling task index, [[step, tokens seen], ...]], ...]``: what each
+    worker saw of each sibling (shared siblings; empty otherwise), at most about
+    ``MAX_TIMELINE_POINTS`` points per pair."""
+    record = view.record
+    if record is None or not record.sights:
+        return {}
+    series: dict[int, dict[int, list[list[int]]]] = {}
+    for sight in record.sights:
+        mine = series.setdefault(index.get(sight.stream, -1), {})
+        for sibling, n in sight.seen:
+            mine.setdefault(index.get(sibling, -1), []).append([sight.step, n, n])
+    return {str(i): [[j, [r[:2] for r in _downsample(points, MAX_TIMELINE_POINTS)]]
+                     for j, points in mine.items()] for i, mine in series.items() if i >= 0}
 
 
 def _downsample(rows: list[list[int]], limit: int) -> list[list[int]]:

@@ -60,6 +60,8 @@ header .ans.none { color: #b3261e; }
 #timeline svg { width: 100%; display: block; }
 svg .seg { cursor: pointer; } svg .seg.sel { stroke: #111; stroke-width: 1.5; }
 svg text { font: 10px system-ui, sans-serif; fill: #4a5560; }
+svg.sights { width: 100%; max-width: 360px; display: block; background: #fafbfc; }
+ul.sights { margin: 4px 0; padding-left: 18px; font-size: 12px; }
 """
 
 VIEWER_JS = r"""
@@ -69,7 +71,7 @@ VIEWER_JS = r"""
   var SVG = "http://www.w3.org/2000/svg";
   var CHUNK = 200;
   var data = JSON.parse(document.getElementById("tim-data").textContent);
-  var tasks = data.tasks, meta = data.meta, tl = data.timeline;
+  var tasks = data.tasks, meta = data.meta, tl = data.timeline, sights = data.sights || {};
   var kids = tasks.map(function () { return []; });
   var roots = [];
   tasks.forEach(function (t, i) { if (t.p < 0) { roots.push(i); } else { kids[t.p].push(i); } });
@@ -213,6 +215,7 @@ VIEWER_JS = r"""
       return "step " + e[0] + " from the view of " + (e[1].length ? "stream " + e[1].join("/") : "the root stream") + " (list of " + e[2] + " tokens)";
     }).join("; ") : null);
     detailPane.appendChild(dl);
+    if (sights[i]) { showSights(sights[i]); }
     if (t.er) { block("error", t.er, "err"); }
     block("thought", t.th);
     if (t.tool) {
@@ -220,6 +223,26 @@ VIEWER_JS = r"""
       block("tool result", t.tool.result === null ? "(no result yet)" : t.tool.result);
     }
     block("conclusion", t.co);
+  }
+  function showSights(pairs) {
+    // shared siblings: tokens of each sibling this worker saw, per step
+    detailPane.appendChild(el("h3", null, "siblings it saw (tokens per step)"));
+    var W = 360, H = 70, L = 4, steps = Math.max(tl ? tl.steps : 1, 1), most = 1;
+    pairs.forEach(function (p) { p[1].forEach(function (r) { most = Math.max(most, r[1]); }); });
+    var chart = svg("svg", {viewBox: "0 0 " + W + " " + H, role: "img", "class": "sights"}, detailPane);
+    var list = el("ul", "sights");
+    pairs.forEach(function (p, k) {
+      var colour = "hsl(" + (k * 67 % 360) + ",55%,45%)";
+      var pts = p[1].map(function (r) {
+        return ((r[0] - 1) / steps * (W - 2 * L) + L).toFixed(1) + "," + (H - 4 - r[1] / most * (H - 8)).toFixed(1);
+      });
+      tip(svg("polyline", {points: pts.join(" "), fill: "none", stroke: colour, "stroke-width": 1.5}, chart), pathText(p[0]));
+      var first = p[1][0], last = p[1][p[1].length - 1];
+      var item = el("li", null, pathText(p[0]) + ": steps " + first[0] + "\u2013" + last[0] + ", " + first[1] + " \u2192 " + last[1] + " tokens");
+      item.style.color = colour;
+      list.appendChild(item);
+    });
+    detailPane.appendChild(list);
   }
   function showRun() {
     detailPane.appendChild(el("h2", null, meta.question ? "question" : "run"));

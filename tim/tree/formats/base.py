@@ -21,7 +21,10 @@ class Format(Protocol):
     name: str
     forks: bool
 
-    def instructions(self, tools: Sequence[ToolSpec] = ()) -> str: ...
+    def instructions(self, tools: Sequence[ToolSpec] = (), *, shared: bool = False) -> str:
+        """The prompt's format instructions; ``shared`` adds the collaboration prompt of
+        ``siblings="shared"`` (forking formats only)."""
+        ...
 
     def grammar(self, *, max_depth: int, max_fanout: int, tools: Sequence[ToolSpec] = (),
                 depth: int = 0) -> str: ...

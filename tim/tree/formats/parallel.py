@@ -88,15 +88,29 @@ class ParallelFormat:
     name = "parallel"
     forks = True  # SUBTASKS_CLOSED forks one child stream per plan item
 
-    def instructions(self, tools: Sequence[ToolSpec] = ()) -> str:
-        """Text that teaches an instruct model the format, with a worked example."""
+    def instructions(self, tools: Sequence[ToolSpec] = (), *, shared: bool = False) -> str:
+        """Text that teaches an instruct model the format, with a worked example.
+
+        With ``shared``, the collaboration prompt for ``siblings="shared"``: each worker is
+        told it is one of several that see each other's progress, and to avoid duplicating
+        their work (in the spirit of Hogwild! Inference's prompt).
+        """
         example = self.view_text(self.render(example_tree()))
+        steps = (
+            "Each step is then worked out as its own task, apart from the others and maybe at "
+            "the same time, so steps must not need each other's results."
+        ) if not shared else (
+            "Each step is then worked out as its own task by one of several workers writing at "
+            "the same time, one worker per step. You are one of them. Just before your own "
+            "task you see what the other workers have written so far, growing as they write, "
+            "and they see yours. Do not redo what another worker is doing: use their results "
+            "when they help, and pick up what nobody is doing yet."
+        )
         return "\n\n".join([
             "Reason by breaking the problem into a tree of tasks, written as JSON. Start with "
             "the plan, the titles of the steps, and stop after its closing ]:\n"
             '{"reasoning": [{"title": "<step 1>"}, {"title": "<step 2>"}]',
-            "Each step is then worked out as its own task, apart from the others and maybe at "
-            "the same time, so steps must not need each other's results. A task is:\n"
+            steps + " A task is:\n"
             '{"title": "<its title>", "thought": "<your thinking>", "tooluse": null, '
             '"subtasks": null or [{"title": "<substep>"}, ...], "conclusion": "<its result>"}',
             "Rules:\n"

@@ -72,8 +72,11 @@ class Thread2Format:
     name = "thread2"
     forks = False  # siblings are written inline; no child streams
 
-    def instructions(self, tools: Sequence[ToolSpec] = ()) -> str:
+    def instructions(self, tools: Sequence[ToolSpec] = (), *, shared: bool = False) -> str:
         """Text that teaches an instruct model the format, with a worked example."""
+        if shared:
+            raise ValueError("thread2 writes siblings one after another: it has no shared "
+                             "siblings to tell the model about; use format 'parallel'")
         return "\n\n".join([
             "Reason by breaking the problem into a tree of tasks. Write your whole reply as "
             "one JSON object and nothing else:\n"
