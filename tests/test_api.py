@@ -195,3 +195,13 @@ def test_an_unknown_backend_fails_at_the_first_call_naming_it():
                      backend="no-such-backend")
     with pytest.raises(ValueError, match="unknown attention backend 'no-such-backend'"):
         rt.engine()
+
+
+def test_shared_siblings_get_the_collaboration_prompt():
+    pair = tiny_model("qwen3")[:2]
+    shared = tim.Runtime(model=pair, siblings="shared")
+    assert "You are one of them" in shared.instructions()
+    assert "You are one of them" not in tim.Runtime(model=pair, siblings="shared",
+                                                collaboration_prompt=False).instructions()
+    assert "You are one of them" not in tim.Runtime(model=pair).instructions()
+    assert shared.config.siblings == "shared"

@@ -15,6 +15,15 @@ tim_configs = st.builds(EvalConfig, method=st.sampled_from(("thread2", "parallel
                                           st.integers(0, 9).map(lambda k: f"buffer:{k}")),
                         positions=st.sampled_from(("shift", "reencode", "keep")),
                         tools=st.booleans())
+shared_configs = st.builds(EvalConfig, method=st.just("parallel"),
+                           pruning=st.sampled_from(("none", "buffer:1")),
+                           siblings=st.sampled_from(("isolated", "shared", "shared-noprompt")),
+                           tools=st.booleans())
+
+
+@given(shared_configs)
+def test_sibling_modes_round_trip(config):
+    assert parse_config(config.name) == config
 
 
 @given(tim_configs)
@@ -25,6 +34,8 @@ def test_name_round_trips(config):
 @pytest.mark.parametrize(("spec", "message"), [
     ("gpt", "method must be one of"), ("thread2/buffer:-1", "'buffer:-1'"),
     ("thread2/none/buffer:1", "names its pruning twice"), ("cot/none", "cot takes no options"),
+    ("thread2/shared", "only parallel siblings run concurrently"),
+    ("parallel/shared/shared-noprompt", "names its siblings twice"),
 ])
 def test_bad_specs(spec, message):
     with pytest.raises(ValueError, match=message):
