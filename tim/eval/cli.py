@@ -88,8 +88,13 @@ def run_command(args: argparse.Namespace) -> int:
         bar = progress.add_task("evaluating", total=total)
 
         def done(outcome: Any) -> None:
-            progress.update(bar, advance=1,
-                            description=f"{outcome.config} {outcome.task} size {outcome.size}")
+            what = f"{outcome.config} {outcome.task} size {outcome.size}"
+            progress.update(bar, advance=1, description=what)
+            if not console.is_terminal:  # a log file gets one line per question instead
+                n = int(progress.tasks[0].completed)
+                verdict = "correct" if outcome.correct else outcome.failure or "wrong"
+                console.print(f"[{n}/{total}] {what}: {verdict}, {outcome.sampled_tokens} "
+                              f"sampled, {outcome.wall_time_s:.0f} s")
 
         outcomes = run_eval(loaded, args.configs, questions,
                             max_new_tokens=args.max_new_tokens, window=args.window,
