@@ -77,12 +77,19 @@ def segment_group(workers: Sequence[tuple[Any, int, int, Sequence[Visible]]],
     slots_of: dict[tuple, torch.Tensor] = {}
     deltas_of: dict[tuple, dict[int, int]] = {}
     own, q_lens, own_lens = [], [], []
+    tables: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # each view read once a step
+
+    def read(view: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if view.view_id not in tables:
+            tables[view.view_id] = view.position_ids(), view.slot_mapping()
+        return tables[view.view_id]
+
     for b, (view, prefix, num_queries, visible) in enumerate(workers):
-        positions, slots = view.position_ids(), view.slot_mapping()
+        positions, slots = read(view)
         if not 0 < num_queries <= len(slots) - prefix:
             raise ValueError(f"worker {b}: {num_queries} queries but {len(slots) - prefix} own "
                              f"tokens after a prefix of {prefix}")
-        ranges = [(r, r.view.position_ids()[r.start:r.end]) for r in visible]
+        ranges = [(r, read(r.view)[0][r.start:r.end]) for r in visible]
         extents = [int(p[-1] - p[0]) + 1 for _, p in ranges]
         moved = sum(extents)  # own layout - own written
         if prefix:
@@ -92,7 +99,8 @@ def segment_group(workers: Sequence[tuple[Any, int, int, Sequence[Visible]]],
         layout = int(positions[prefix])  # the first segment lands where b wrote its first token
         for (r, p), extent in zip(ranges, extents, strict=True):
             key = ("range", r.view.view_id, r.start, r.end)
-            slots_of.setdefault(key, r.view.slot_mapping()[r.start:r.end])
+            if key not in slots_of:
+                slots_of[key] = read(r.view)[1][r.start:r.end]
             deltas_of.setdefault(key, {})[b] = layout - int(p[0]) - moved
             layout += extent
         own.append(slots[prefix:])
