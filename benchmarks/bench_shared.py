@@ -47,7 +47,8 @@ def setup(n: int, span: int, seed: int = 0):
     torch.manual_seed(seed)
     loaded = tiny_model(**MODELS["smollm2-135m"])
     engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(
-        kv_budget_tokens=PREFIX + 2 * n * (PREFIX + 2 * span + 64), cascade_min_saved=64))
+        # the children, and the naive step's copies: n views of n spans each
+        kv_budget_tokens=PREFIX + (n + n * n) * (span + 64), cascade_min_saved=64))
     ex = engine.new_executor()
     vocab = loaded.model.config.vocab_size
     root = ex.open(torch.randint(vocab, (PREFIX,)).tolist(), writer="prompt")
