@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.remote.fake_server import FakeServer
-from tim.engine import Engine, EngineConfig, Feed
+from tim.engine import Engine, EngineConfig, Feed, SamplingParams
 from tim.errors import TimError
 from tim.remote import Remote, RemoteError
 from tim.remote.executor import TokenRequest
@@ -173,14 +173,24 @@ def test_cancel_aborts_the_request_in_flight(tiny, server):
     assert record.error == "cancelled" and time.perf_counter() - started < 20
 
 
+def interrupt_when_waiting(server: FakeServer) -> None:
+    """Ctrl-C for this process once the run waits on the server (never before: it would
+    stop pytest itself)."""
+    deadline = time.monotonic() + 20
+    while not server.bodies and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if server.bodies:
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+
 def test_ctrl_c_aborts_the_requests_and_leaves_no_thread(server):
     loaded = stress_model(seed=0, num_layers=1)
     with FakeServer(loaded.model) as own:
         own.faults.extend([("delay", 30.0)] * 100)
         engine = Engine(None, loaded.tokenizer, config(max_workers=3),
                         executor=Remote(own.url, "tiny", timeout_s=60))
-        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
-        timer.start()
+        threading.Thread(target=interrupt_when_waiting, args=(own,), daemon=True).start()
         started = time.perf_counter()
         with pytest.raises(KeyboardInterrupt):
             engine.run(prompt_of(loaded))
@@ -193,3 +203,21 @@ def test_engine_wants_a_model_or_an_executor(tiny, server):
         Engine(None, tiny.tokenizer, config())
     with pytest.raises(ValueError, match="either a model"):
         Engine(tiny.model, tiny.tokenizer, config(), executor=Remote(server.url, "tiny"))
+
+
+def test_sampling_parameters_and_seeds_are_passed_through(tiny, server):
+    engine = Engine(None, tiny.tokenizer, config(max_new_tokens=40),
+                    executor=Remote(server.url, "tiny", chunk_tokens=4))
+    first = engine.run(prompt_of(tiny), sampling=SamplingParams(temperature=1.0, top_p=0.9,
+                                                                 top_k=20, seed=3))
+    bodies, server.bodies[:] = list(server.bodies), []
+    again = engine.run(prompt_of(tiny), sampling=SamplingParams(temperature=1.0, top_p=0.9,
+                                                                 top_k=20, seed=3))
+    assert {p: s.token_ids for p, s in again.streams.items()} == \
+        {p: s.token_ids for p, s in first.streams.items()}
+    assert [b["seed"] for b in server.bodies] == [b["seed"] for b in bodies]
+    assert all((b["temperature"], b["top_p"], b["top_k"]) == (1.0, 0.9, 20) for b in bodies)
+    assert len({b["seed"] for b in bodies}) > 1  # per stream and view length, not one seed
+    server.bodies[:] = []
+    engine.run(prompt_of(tiny), sampling=SamplingParams(temperature=1.0, seed=4))
+    assert server.bodies[0]["seed"] != bodies[0]["seed"]

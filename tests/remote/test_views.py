@@ -22,3 +22,4 @@ def test_a_copy_is_independent():
     child = view.copy(1)
     child.append((0,), 0, (3,))
     assert view.token_ids == [1, 2] and child.token_ids == [1, 2, 3] and child.view_id == 1
+

