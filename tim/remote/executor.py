@@ -34,6 +34,7 @@ from tim.engine.sampler import SamplingParams
 from tim.errors import TimError
 from tim.remote.client import CompletionsClient, RemoteError
 from tim.remote.views import RemoteView
+from tim.remote.wire import completion_body, mask_allows, parse_completion
 
 __all__ = ["Remote", "RemoteExecutor", "RemoteStats", "TokenRequest"]
 
@@ -210,7 +211,7 @@ class RemoteExecutor:
         missing = [r for r in requests if self._peek(r.view) is None]
         self._fetch(missing, params, constrained=False)
         rejected = [r for r in requests
-                    if r.mask is not None and not _allows(r.mask, self._peek(r.view)[0])]
+                    if r.mask is not None and not mask_allows(r.mask, self._peek(r.view)[0])]
         # (a mask that allows nothing is left to the grammar, which fails that stream)
         self._fetch([r for r in rejected if bool(r.mask.any())], params, constrained=True)
         picked = [self._peek(r.view) for r in requests]
@@ -275,11 +276,9 @@ class RemoteExecutor:
                 raise RemoteError(f"stream {list(request.stream)} holds {len(prompt)} tokens, "
                                   f"the server's whole context ({self.remote.max_model_len}); "
                                   "prune harder (pruning='buffer:0') or serve a longer context")
-        body = {"model": self.remote.model, "prompt": prompt, "max_tokens": max_tokens,
-                "logprobs": 0, "return_token_ids": True, "ignore_eos": True,
-                "seed": request.seed, **params}
-        if constrained:
-            body["allowed_token_ids"] = _allowed_ids(request.mask)
+        body = completion_body(self.remote.model, prompt, max_tokens=max_tokens,
+                               seed=request.seed, params=params,
+                               mask=request.mask if constrained else None)
         what = (f"{'constrained ' if constrained else ''}completion of stream "
                 f"{list(request.stream)} (prompt of {len(prompt)} tokens, max_tokens {max_tokens})")
         version = self._versions[view.view_id]
@@ -303,32 +302,3 @@ class RemoteExecutor:
             for future in futures:
                 future.exception()  # wait: each ends within moments of the abort
             raise
-
-
-def _allows(mask: torch.Tensor, token: int) -> bool:
-    """Bit ``token`` of an llguidance bitmask row (bit j of word w: token 32 * w + j)."""
-    word = token >> 5
-    return word < mask.numel() and bool((int(mask[word]) >> (token & 31)) & 1)
-
-
-def _allowed_ids(mask: torch.Tensor) -> list[int]:
-    bits = torch.arange(32, dtype=torch.int32)
-    allowed = ((mask.unsqueeze(-1) >> bits) & 1).bool().reshape(-1)  # (W * 32,)
-    return allowed.nonzero().squeeze(1).tolist()
-
-
-def parse_completion(answer: dict[str, Any], server: str, what: str
-                     ) -> tuple[list[int], list[float]]:
-    """``(token ids, log-probs)`` of the first choice of a ``/v1/completions`` answer."""
-    try:
-        choice = answer["choices"][0]
-        tokens = [int(t) for t in choice["token_ids"]]
-        logprobs = [float(lp) for lp in choice["logprobs"]["token_logprobs"]]
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise RemoteError(f"{server} answered the {what} without token ids and log-probs "
-                          f"({exc!r}); it needs vLLM's 'return_token_ids' and 'logprobs'") from exc
-    if not tokens or len(tokens) != len(logprobs):
-        raise RemoteError(f"{server} answered the {what} with {len(tokens)} tokens and "
-                          f"{len(logprobs)} log-probs (finish_reason "
-                          f"{choice.get('finish_reason')!r}); expected the same number, >= 1")
-    return tokens, logprobs
