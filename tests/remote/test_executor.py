@@ -42,8 +42,8 @@ def prompt_of(loaded) -> list[int]:
     return loaded.tokenizer.encode("Q: 2+2?\nA:", add_special_tokens=False)
 
 
-def run_both(loaded, server: FakeServer, cfg: EngineConfig, **remote_kw):
-    local = Engine(loaded.model, loaded.tokenizer, cfg).run(prompt_of(loaded))
+def run_both(loaded, server: FakeServer, cfg: EngineConfig, tools=(), **remote_kw):
+    local = Engine(loaded.model, loaded.tokenizer, cfg, tools=tools).run(prompt_of(loaded))
     executors = []
     remote = Remote(server.url, "tiny", **remote_kw)
 
@@ -51,7 +51,8 @@ def run_both(loaded, server: FakeServer, cfg: EngineConfig, **remote_kw):
         executors.append(remote())
         return executors[-1]
 
-    remote_record = Engine(None, loaded.tokenizer, cfg, executor=factory).run(prompt_of(loaded))
+    engine = Engine(None, loaded.tokenizer, cfg, tools=tools, executor=factory)
+    remote_record = engine.run(prompt_of(loaded))
     return local, remote_record, executors[0]
 
 
@@ -80,6 +81,24 @@ def test_same_greedy_tree_as_the_local_engine(tiny, server, chunk_tokens):
     # tokens the grammar rejected were asked again under its mask, one at a time
     assert 0 < stats.num_constrained < stats.num_requests
     assert sum("allowed_token_ids" in body for body in server.bodies) == stats.num_constrained
+
+
+def add_one(n: int) -> int:
+    """n + 1."""
+    return n + 1
+
+
+def test_tool_results_are_forced_into_the_next_request():
+    loaded = stress_model(seed=9, num_layers=1)  # a seed whose tree calls the tool
+    with FakeServer(loaded.model) as own:
+        local, remote, _ = run_both(loaded, own, config(), tools=[add_one])
+        assert local.tool_calls and local.error is None and remote.error is None
+        assert [(c.stream, c.name) for c in remote.tool_calls] == \
+            [(c.stream, c.name) for c in local.tool_calls]
+        sent = [loaded.tokenizer.decode(body["prompt"]) for body in own.bodies]
+        assert any('"tool_result": ' in text for text in sent)  # the result went as prompt
+    for path in local.streams:
+        assert_same_stream(local, remote, path)
 
 
 def test_siblings_send_concurrent_requests(server):
