@@ -205,3 +205,93 @@ def test_shared_siblings_get_the_collaboration_prompt():
                                                 collaboration_prompt=False).instructions()
     assert "You are one of them" not in tim.Runtime(model=pair).instructions()
     assert shared.config.siblings == "shared"
+
+
+# -- prompt layout: worked examples as chat turns, tools through the template (issue 13) ---
+
+
+class _RecordingTemplate:
+    """A tokenizer stand-in with a chat template: records what it was asked to render."""
+
+    chat_template = "{{ messages }}"
+
+    def __init__(self):
+        self.calls = []
+
+    def apply_chat_template(self, messages, **kwargs):
+        self.calls.append((messages, kwargs))
+        return [len(messages)]
+
+
+def test_build_prompt_puts_example_turns_between_instructions_and_question():
+    tok = _RecordingTemplate()
+    build_prompt(tok, "Rules.", "2 + 2?", turns=[("1 + 1?", "2"), ("3 + 3?", "6")])
+    messages, kwargs = tok.calls[-1]
+    assert messages == [
+        {"role": "system", "content": "Rules."},
+        {"role": "user", "content": "1 + 1?"}, {"role": "assistant", "content": "2"},
+        {"role": "user", "content": "3 + 3?"}, {"role": "assistant", "content": "6"},
+        {"role": "user", "content": "2 + 2?"},
+    ]
+    assert "tools" not in kwargs and kwargs["add_generation_prompt"] is True
+
+
+def test_build_prompt_hands_tool_specs_to_the_template_only_when_asked():
+    from tim.tree import ToolSpec
+
+    tok = _RecordingTemplate()
+    spec = ToolSpec("calc", "Compute.", {"type": "object", "properties": {}})
+    build_prompt(tok, "Rules.", "2 + 2?", tools=[spec])
+    assert tok.calls[-1][1]["tools"] == [{"type": "function", "function": {
+        "name": "calc", "description": "Compute.",
+        "parameters": {"type": "object", "properties": {}}}}]
+    build_prompt(tok, "Rules.", "2 + 2?")
+    assert "tools" not in tok.calls[-1][1]
+
+
+def test_build_prompt_without_a_template_writes_turns_as_text():
+    class ByteTokenizer:  # no chat_template
+        def encode(self, text, add_special_tokens=False):
+            return list(text.encode())
+
+    tok = ByteTokenizer()
+    ids = build_prompt(tok, "Rules.", "2 + 2?", turns=[("1 + 1?", "2")])
+    assert bytes(ids).decode() == ("Rules.\n\nQuestion: 1 + 1?\n\nAnswer (JSON):\n2\n\n"
+                                   "Question: 2 + 2?\n\nAnswer (JSON):\n")
+    assert bytes(build_prompt(tok, "Rules.", "2 + 2?")).decode() == (
+        "Rules.\n\nQuestion: 2 + 2?\n\nAnswer (JSON):\n")
+
+
+def test_prompt_style_moves_the_examples_and_adds_the_tool_example():
+    pair = tiny_model("qwen3")[:2]
+
+    def calculator(a: int, b: int) -> int:
+        """Add a and b."""
+        return a + b
+
+    default = tim.Runtime(model=pair, format="thread2", max_depth=1)
+    specs = default.engine(tools=[calculator]).tools.specs
+    turns_rt = tim.Runtime(model=pair, format="thread2", max_depth=1,
+                           prompt_style=tim.api.PromptStyle(examples="turns", tool_example=True))
+    turns = turns_rt.format.example_turns(specs, tool_example=True)
+    assert len(turns) == 2 and '"tool_name": "weather"' in turns[1][1]
+    assert all(reply not in turns_rt.instructions(specs) for _, reply in turns)
+    assert turns[0][1] in default.instructions(specs)
+    assert turns_rt.prompt("2 + 2?", specs) == build_prompt(
+        pair[1], turns_rt.instructions(specs), "2 + 2?", turns=turns)
+    assert default.prompt("2 + 2?", specs) == build_prompt(
+        pair[1], default.instructions(specs), "2 + 2?")
+    # reason() feeds exactly that prompt
+    result = turns_rt.reason("2 + 2?", tools=[calculator], max_new_tokens=4, temperature=0)
+    assert result.record.prompt_ids == turns_rt.prompt("2 + 2?", specs)
+    # without tools there is no tool example, whatever the style
+    assert "weather" not in turns_rt.format.example_turns((), tool_example=True)[0][1]
+
+
+def test_prompt_style_is_validated():
+    with pytest.raises(ValueError, match="examples must be 'system' or 'turns', got 'user'"):
+        tim.api.PromptStyle(examples="user")
+    with pytest.raises(ValueError, match="tool_example must be a bool"):
+        tim.api.PromptStyle(tool_example=1)
+    with pytest.raises(ValueError, match="prompt_style must be a PromptStyle"):
+        tim.Runtime(model=tiny_model("qwen3")[:2], prompt_style="turns")

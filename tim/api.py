@@ -6,6 +6,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from tim.engine.config import EngineConfig
@@ -16,21 +17,74 @@ from tim.models.loading import load_model
 from tim.result import Result
 from tim.tree import get_format
 
-__all__ = ["Runtime", "build_prompt"]
+__all__ = ["Runtime", "build_prompt", "PromptStyle"]
 
 
-def build_prompt(tokenizer: Any, instructions: str, question: str) -> list[int]:
-    """Token ids of the prompt: the model's chat template when it has one, plain text if not."""
+@dataclass(frozen=True)
+class PromptStyle:
+    """How a :class:`Runtime` lays out its prompt (issue 13 measured each choice).
+
+    Parameters
+    ----------
+    examples : str
+        ``"system"`` (default): the worked examples sit in the instructions (the system
+        text); ``"turns"``: each comes as an earlier user question and assistant reply.
+    tool_example : bool
+        With tools offered, add a generic worked example with a tool call (a made-up
+        ``weather`` tool, fitted to no task set) and show a call's shape in the task schema.
+    template_tools : bool
+        Also pass the tool specs to the model's chat template (``apply_chat_template(...,
+        tools=...)``); a template that knows no tools ignores them.
+
+    Examples
+    --------
+    >>> PromptStyle(examples="turns")
+    PromptStyle(examples='turns', tool_example=False, template_tools=False)
+    >>> PromptStyle(examples="user")
+    Traceback (most recent call last):
+    ValueError: examples must be 'system' or 'turns', got 'user'
+    """
+
+    examples: str = "system"
+    tool_example: bool = False
+    template_tools: bool = False
+
+    def __post_init__(self) -> None:
+        if self.examples not in ("system", "turns"):
+            raise ValueError(f"examples must be 'system' or 'turns', got {self.examples!r}")
+        for name in ("tool_example", "template_tools"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+
+
+def template_tools(specs: Sequence[Any]) -> list[dict[str, Any]]:
+    """Tool specs as chat templates take them (OpenAI's function-tool shape)."""
+    return [{"type": "function", "function": {"name": s.name, "description": s.description,
+                                              "parameters": s.parameters}} for s in specs]
+
+
+def build_prompt(tokenizer: Any, instructions: str, question: str, *,
+                 turns: Sequence[tuple[str, str]] = (), tools: Sequence[Any] = ()) -> list[int]:
+    """Token ids of the prompt: the model's chat template when it has one, plain text if not.
+
+    ``turns`` are earlier ``(question, reply)`` exchanges (worked examples) put between the
+    instructions and the question. ``tools`` (tool specs) also go to the chat template's
+    ``tools`` argument; without a chat template they are left to the instructions.
+    """
     if getattr(tokenizer, "chat_template", None):
-        messages = [
-            {"role": "system", "content": instructions},
-            {"role": "user", "content": question},
-        ]
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        messages = [{"role": "system", "content": instructions}]
+        for asked, reply in turns:
+            messages += [{"role": "user", "content": asked},
+                         {"role": "assistant", "content": reply}]
+        messages.append({"role": "user", "content": question})
+        extra = {"tools": template_tools(tools)} if tools else {}
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                            **extra)
         if isinstance(ids, dict) or hasattr(ids, "keys"):  # BatchEncoding in newer transformers
             ids = ids["input_ids"]
         return list(ids)
-    text = f"{instructions}\n\nQuestion: {question}\n\nAnswer (JSON):\n"
+    shown = "".join(f"Question: {asked}\n\nAnswer (JSON):\n{reply}\n\n" for asked, reply in turns)
+    text = f"{instructions}\n\n{shown}Question: {question}\n\nAnswer (JSON):\n"
     return tokenizer.encode(text, add_special_tokens=False)
 
 
@@ -68,6 +122,9 @@ class Runtime:
         With ``siblings="shared"``, tell the model in its instructions that it is one of
         several workers that see each other and should not duplicate their work (default).
         False keeps the isolated instructions, to measure what the prompt does.
+    prompt_style : PromptStyle, optional
+        Where the worked examples go, whether a tool-call example is added, whether the chat
+        template sees the tools (default ``PromptStyle()``).
     seed : int
         Seeds sampling; each stream draws from its own generator.
 
@@ -102,6 +159,7 @@ class Runtime:
         max_string_chars: int | None = None,
         siblings: str = "isolated",
         collaboration_prompt: bool = True,
+        prompt_style: PromptStyle | None = None,
         seed: int = 0,
     ) -> None:
         self.config = EngineConfig(
@@ -111,6 +169,9 @@ class Runtime:
             siblings=siblings,
         )
         self.collaboration_prompt = collaboration_prompt
+        if prompt_style is not None and not isinstance(prompt_style, PromptStyle):
+            raise ValueError(f"prompt_style must be a PromptStyle, got {prompt_style!r}")
+        self.prompt_style = prompt_style or PromptStyle()
         self.loaded = load_model(model, device=device, dtype=dtype)
         self.backend, self.seed = backend, seed
         self.format = get_format(format)
@@ -129,7 +190,18 @@ class Runtime:
         """The format's instructions for this configuration (tool specs ``tools``): with the
         collaboration prompt when siblings are shared and ``collaboration_prompt`` is on."""
         shared = self.config.siblings == "shared" and self.collaboration_prompt
-        return self.format.instructions(tools, shared=shared)
+        style = self.prompt_style
+        return self.format.instructions(tools, shared=shared, tool_example=style.tool_example,
+                                        examples_inline=style.examples == "system")
+
+    def prompt(self, question: str, tools: Sequence[Any] = ()) -> list[int]:
+        """Token ids of the prompt for ``question`` with tool specs ``tools``, laid out by
+        :attr:`prompt_style`: what :meth:`reason` feeds the model."""
+        style = self.prompt_style
+        turns = (self.format.example_turns(tools, tool_example=style.tool_example)
+                 if style.examples == "turns" else ())
+        return build_prompt(self.tokenizer, self.instructions(tools), question, turns=turns,
+                            tools=tools if style.template_tools else ())
 
     def engine(self, *, tools: Sequence[Callable] = ()) -> Engine:
         """The :class:`~tim.engine.engine.Engine` of this runtime's model and configuration,
@@ -168,7 +240,7 @@ class Runtime:
     def _reason(self, engine: Engine, question: str, sampling: SamplingParams, *,
                 max_new_tokens: int, on_step: Callable[[RunRecord], None] | None,
                 on_event: Callable[[RunEvent], None] | None) -> Result:
-        prompt = build_prompt(self.tokenizer, self.instructions(engine.tools.specs), question)
+        prompt = self.prompt(question, engine.tools.specs)
         with self._activated(engine):
             record = engine.run(prompt, sampling=sampling, on_step=on_step, on_event=on_event,
                                 max_new_tokens=max_new_tokens)
@@ -213,8 +285,7 @@ class Runtime:
         for question in questions:
             _check_question(question)
         engine = self.engine()
-        instructions = self.instructions(())
-        prompts = [build_prompt(self.tokenizer, instructions, q) for q in questions]
+        prompts = [self.prompt(q) for q in questions]
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                                   seed=self.seed)
         with self._activated(engine):

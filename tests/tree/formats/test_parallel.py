@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tim.errors import FormatError
 from tim.tree import EventKind, Task, TaskTree, ToolUse, assemble_tree, get_format
+from tim.tree.formats.common import example_tree
 
 FMT = get_format("parallel")
 
@@ -219,3 +220,62 @@ def test_grammar_depth_must_be_within_max_depth():
     with pytest.raises(ValueError, match=r"depth must be an int in \[0, 2\], got 3"):
         FMT.grammar(max_depth=2, max_fanout=2, depth=3)
     assert "plan" not in FMT.grammar(max_depth=2, max_fanout=2, depth=2)
+
+
+# -- worked examples: the tool-call example, examples as chat turns (issue 13) ------------
+
+
+def test_the_tool_example_is_added_only_when_asked_and_tools_are_offered(strategies):
+    from tim.tree.formats.common import TOOL_EXAMPLE_NOTE, tool_example_tree
+
+    plain = FMT.instructions(strategies.TOOLS)
+    with_example = FMT.instructions(strategies.TOOLS, tool_example=True)
+    tool_view = FMT.view_text(FMT.render(tool_example_tree()))
+    assert tool_view not in plain and TOOL_EXAMPLE_NOTE not in plain
+    assert tool_view in with_example and with_example.endswith(TOOL_EXAMPLE_NOTE)
+    assert '"tooluse": null or {"tool_name": "<name>"' in with_example
+    assert '"tooluse": null or' not in plain
+    # the arithmetic example stays, before the tool one
+    assert with_example.index(FMT.view_text(FMT.render(example_tree()))) < with_example.index(
+        tool_view)
+    # without tools there is nothing to call: the text is the default one
+    assert FMT.instructions((), tool_example=True) == FMT.instructions(())
+    assert FMT.instructions(strategies.TOOLS, shared=True, tool_example=True) != with_example
+
+
+def test_example_turns_are_the_examples_left_out_of_the_instructions(strategies):
+    turns = FMT.example_turns(strategies.TOOLS, tool_example=True)
+    assert [q for q, _ in turns] == ["What is 17 * 23 + 12 * 5?",
+                                     "Is it warm enough to swim in Lisbon today?"]
+    text = FMT.instructions(strategies.TOOLS, tool_example=True, examples_inline=False)
+    assert all(reply not in text for _, reply in turns)
+    assert "The earlier turns of this conversation are worked examples" in text
+    assert FMT.example_turns(strategies.TOOLS) == turns[:1]
+    # each reply is the example's view: parsing its streams back gives the example
+    assert turns[0][1] == FMT.view_text(FMT.render(example_tree()))
+
+
+def test_the_child_grammar_accepts_a_call_and_null_whatever_the_example(accepts, strategies):
+    grammar = _grammar(2, 3, 1, strategies.TOOLS)
+    head = '{"title": "t", "thought": "x", "tooluse": '
+    tail = ', "subtasks": null, "conclusion": "c"}'
+    call = '{"tool_name": "add", "parameters": {"a": 1, "b": 2}, "tool_result": 3}'
+    assert accepts(grammar, head + "null" + tail) and accepts(grammar, head + call + tail)
+    assert not accepts(grammar, head + '{"tool_name": "weather", "parameters": {}, '
+                                       '"tool_result": 1}' + tail)  # the example's tool
+
+
+def test_the_order_of_the_tooluse_alternatives_does_not_change_any_mask(grammar_matcher,
+                                                                        strategies):
+    grammar = _grammar(2, 3, 1, strategies.TOOLS)
+    head = 'tooluse: "null" | '
+    rule = next(line for line in grammar.splitlines() if line.startswith(head))
+    swapped = grammar.replace(rule, "tooluse: " + rule[len(head):] + ' | "null"')
+    assert swapped != grammar
+    text = ('{"title": "t", "thought": "x", "tooluse": {"tool_name": "add", "parameters": '
+            '{"a": 1, "b": 2}')
+    matchers = [grammar_matcher(grammar), grammar_matcher(swapped)]
+    for byte in text.encode():
+        first, second = (bytes(m.compute_bitmask()) for m in matchers)
+        assert first == second
+        assert all(m.consume_tokens([byte]) for m in matchers)

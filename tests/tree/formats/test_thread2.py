@@ -295,3 +295,19 @@ def test_grammar_rejects_bad_parameters(kwargs, bad):
     with pytest.raises(ValueError) as info:
         FMT.grammar(**kwargs)
     assert bad in str(info.value)
+
+
+def test_the_tool_example_and_example_turns(strategies):
+    from tim.tree.formats.common import TOOL_EXAMPLE_NOTE, example_tree, tool_example_tree
+
+    tool_doc = FMT.render(tool_example_tree())
+    with_example = FMT.instructions(strategies.TOOLS, tool_example=True)
+    assert tool_doc in with_example and with_example.endswith(TOOL_EXAMPLE_NOTE)
+    assert tool_doc not in FMT.instructions(strategies.TOOLS)
+    assert FMT.instructions((), tool_example=True) == FMT.instructions(())
+    assert FMT.parse(tool_doc).reasoning[0].tooluse.tool_name == "weather"
+    turns = FMT.example_turns(strategies.TOOLS, tool_example=True)
+    assert [FMT.parse(reply) for _, reply in turns] == [example_tree(), tool_example_tree()]
+    inline_off = FMT.instructions(strategies.TOOLS, tool_example=True, examples_inline=False)
+    assert all(reply not in inline_off for _, reply in turns)
+    assert FMT.example_turns(()) == turns[:1]

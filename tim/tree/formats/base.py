@@ -21,9 +21,17 @@ class Format(Protocol):
     name: str
     forks: bool
 
-    def instructions(self, tools: Sequence[ToolSpec] = (), *, shared: bool = False) -> str:
+    def instructions(self, tools: Sequence[ToolSpec] = (), *, shared: bool = False,
+                     tool_example: bool = False, examples_inline: bool = True) -> str:
         """The prompt's format instructions; ``shared`` adds the collaboration prompt of
-        ``siblings="shared"`` (forking formats only)."""
+        ``siblings="shared"`` (forking formats only); ``tool_example`` a generic worked
+        example with a tool call when tools are offered; ``examples_inline=False`` leaves
+        the worked examples out, for :meth:`example_turns` to give as chat turns."""
+        ...
+
+    def example_turns(self, tools: Sequence[ToolSpec] = (), *,
+                      tool_example: bool = False) -> list[tuple[str, str]]:
+        """The worked examples as ``(question, reply)`` chat turns."""
         ...
 
     def grammar(self, *, max_depth: int, max_fanout: int, tools: Sequence[ToolSpec] = (),

@@ -10,7 +10,9 @@ from typing import Any
 from tim.tree.task import Task, TaskTree, ToolUse
 from tim.tree.toolspec import ToolSpec
 
-__all__ = ["dumps", "tool_result_text", "render_tooluse", "tools_section", "example_tree"]
+__all__ = ["dumps", "tool_result_text", "render_tooluse", "tools_section", "example_tree",
+           "tool_example_tree", "worked_examples", "EXAMPLE_QUESTION", "TOOL_EXAMPLE_QUESTION",
+           "TOOL_EXAMPLE_NOTE", "example_sections", "tooluse_slot"]
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -84,6 +86,20 @@ def tools_section(tools: Sequence[ToolSpec]) -> str:
     return "\n".join(lines)
 
 
+EXAMPLE_QUESTION = "What is 17 * 23 + 12 * 5?"
+TOOL_EXAMPLE_QUESTION = "Is it warm enough to swim in Lisbon today?"
+TOOL_EXAMPLE_NOTE = ("The tool in the example (weather) is made up: call only the tools listed "
+                     "above, and call one whenever a step needs what it gives.")
+
+
+def tooluse_slot(tools: Sequence[ToolSpec], tool_example: bool) -> str:
+    """What the instructions' task schema shows for ``"tooluse"``: ``null``, or, with the
+    tool example on and tools offered, ``null`` or the shape of a call."""
+    if tool_example and tools:
+        return 'null or {"tool_name": "<name>", "parameters": {<arguments>}}'
+    return "null"
+
+
 def example_tree() -> TaskTree:
     """The worked example both formats' instructions show: 17 * 23 + 12 * 5."""
     return TaskTree([
@@ -94,3 +110,56 @@ def example_tree() -> TaskTree:
              conclusion="340 + 51 = 391"),
         Task(title="compute 12 * 5", thought="12 * 5 is half of 12 * 10.", conclusion="60"),
     ], answer="391 + 60 = 451")
+
+
+def tool_example_tree() -> TaskTree:
+    """A generic worked example with a tool call (a made-up ``weather`` tool), for
+    instructions that offer tools: it is fitted to no task set, and it shows a call whose
+    result the conclusion then uses."""
+    weather = ToolUse("weather", {"city": "Lisbon"},
+                      tool_result={"temperature_c": 24, "sky": "sunny"})
+    return TaskTree([
+        Task(title="check the weather", thought="The weather tool knows today's weather.",
+             tooluse=weather, conclusion="24 C and sunny in Lisbon"),
+        Task(title="decide", thought="24 C and sunny is warm enough for a swim.",
+             conclusion="yes"),
+    ], answer="Yes: it is 24 C and sunny in Lisbon.")
+
+
+def worked_examples(tools: Sequence[ToolSpec] = (), *,
+                    tool_example: bool = False) -> list[tuple[str, TaskTree]]:
+    """The instructions' worked examples as ``(question, tree)`` pairs: the arithmetic one,
+    then, when ``tool_example`` is on and tools are offered, the generic tool-call one.
+
+    Examples
+    --------
+    >>> from tim.tree.toolspec import ToolSpec
+    >>> [q for q, _ in worked_examples()]
+    ['What is 17 * 23 + 12 * 5?']
+    >>> len(worked_examples([ToolSpec("f", "F.", {"type": "object"})], tool_example=True))
+    2
+    """
+    examples = [(EXAMPLE_QUESTION, example_tree())]
+    if tool_example and tools:
+        examples.append((TOOL_EXAMPLE_QUESTION, tool_example_tree()))
+    return examples
+
+
+def example_sections(examples: Sequence[tuple[str, str]], *, inline: bool, note: bool,
+                     lead: str = "") -> list[str]:
+    r"""The instructions' last sections: each ``(question, reply)`` example after a line
+    ``Example, for "<question>":`` (with ``lead``, a sentence about how to read it:
+    ``Example, for "<question>". <lead>:``), or, when the examples come as earlier chat
+    turns instead (``inline=False``), one line saying so; then the tool example's note
+    when ``note``.
+
+    >>> example_sections([("Q?", "{}")], inline=True, note=False, lead="Read it")
+    ['Example, for "Q?". Read it:\n{}']
+    """
+    if inline:
+        head = ". " + lead + ":" if lead else ":"
+        sections = [f'Example, for "{q}"{head}\n{reply}' for q, reply in examples]
+    else:
+        sections = ["The earlier turns of this conversation are worked examples of this "
+                    "format." + (f" {lead}." if lead else "")]
+    return sections + ([TOOL_EXAMPLE_NOTE] if note else [])

@@ -28,10 +28,12 @@ from tim.tree.build import assemble_tree
 from tim.tree.events import EventKind
 from tim.tree.formats.common import (
     dumps,
-    example_tree,
+    example_sections,
     render_tooluse,
     tool_result_text,
     tools_section,
+    tooluse_slot,
+    worked_examples,
 )
 from tim.tree.grammar import check_limits, common_rules, field, list_rule, seq, task_rule, validate
 from tim.tree.stream import Reader, StreamParser
@@ -88,14 +90,18 @@ class ParallelFormat:
     name = "parallel"
     forks = True  # SUBTASKS_CLOSED forks one child stream per plan item
 
-    def instructions(self, tools: Sequence[ToolSpec] = (), *, shared: bool = False) -> str:
-        """Text that teaches an instruct model the format, with a worked example.
+    def instructions(self, tools: Sequence[ToolSpec] = (), *, shared: bool = False,
+                     tool_example: bool = False, examples_inline: bool = True) -> str:
+        """Text that teaches an instruct model the format, with worked examples.
 
         With ``shared``, the collaboration prompt for ``siblings="shared"``: each worker is
         told it is one of several that see each other's progress, and to avoid duplicating
-        their work (in the spirit of Hogwild! Inference's prompt).
+        their work (in the spirit of Hogwild! Inference's prompt). ``tool_example`` adds,
+        when tools are offered, a generic example with a tool call
+        (``common.tool_example_tree``). With ``examples_inline=False`` the examples are left
+        out of this text, to be given as earlier chat turns (:meth:`example_turns`).
         """
-        example = self.view_text(self.render(example_tree()))
+        examples = self.example_turns(tools, tool_example=tool_example)
         steps = (
             "Each step is then worked out as its own task, apart from the others and maybe at "
             "the same time, so steps must not need each other's results."
@@ -111,7 +117,8 @@ class ParallelFormat:
             "the plan, the titles of the steps, and stop after its closing ]:\n"
             '{"reasoning": [{"title": "<step 1>"}, {"title": "<step 2>"}]',
             steps + " A task is:\n"
-            '{"title": "<its title>", "thought": "<your thinking>", "tooluse": null, '
+            '{"title": "<its title>", "thought": "<your thinking>", "tooluse": '
+            + tooluse_slot(tools, tool_example) + ', '
             '"subtasks": null or [{"title": "<substep>"}, ...], "conclusion": "<its result>"}',
             "Rules:\n"
             "- The title and the start of the thought are written for you.\n"
@@ -123,9 +130,17 @@ class ParallelFormat:
             "write newlines as \\n.\n"
             "- Make each conclusion self-contained: the substeps may be hidden later.",
             tools_section(tools),
-            'Example, for "What is 17 * 23 + 12 * 5?". Every task after a ] was written '
-            "separately and put there when it was done:\n" + example,
+            *example_sections(examples, inline=examples_inline, note=tool_example and bool(tools),
+                              lead="Every task after a ] was written separately and put there "
+                                   "when it was done"),
         ])
+
+    def example_turns(self, tools: Sequence[ToolSpec] = (), *,
+                      tool_example: bool = False) -> list[tuple[str, str]]:
+        """The worked examples as ``(question, reply)`` chat turns: each reply is the root
+        stream's view with every child's stream after its fork (:meth:`view_text`)."""
+        return [(q, self.view_text(self.render(t)))
+                for q, t in worked_examples(tools, tool_example=tool_example)]
 
     def grammar(self, *, max_depth: int, max_fanout: int, tools: Sequence[ToolSpec] = (),
                 depth: int = 0, max_string_chars: int | None = None) -> str:

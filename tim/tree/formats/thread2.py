@@ -19,10 +19,12 @@ from functools import lru_cache
 from tim.tree.build import assemble_tree
 from tim.tree.formats.common import (
     dumps,
-    example_tree,
+    example_sections,
     render_tooluse,
     tool_result_text,
     tools_section,
+    tooluse_slot,
+    worked_examples,
 )
 from tim.tree.grammar import check_limits, common_rules, field, list_rule, seq, task_rule, validate
 from tim.tree.stream import Reader, StreamParser
@@ -72,8 +74,14 @@ class Thread2Format:
     name = "thread2"
     forks = False  # siblings are written inline; no child streams
 
-    def instructions(self, tools: Sequence[ToolSpec] = (), *, shared: bool = False) -> str:
-        """Text that teaches an instruct model the format, with a worked example."""
+    def instructions(self, tools: Sequence[ToolSpec] = (), *, shared: bool = False,
+                     tool_example: bool = False, examples_inline: bool = True) -> str:
+        """Text that teaches an instruct model the format, with worked examples.
+
+        ``tool_example`` adds, when tools are offered, a generic example with a tool call
+        (``common.tool_example_tree``). With ``examples_inline=False`` the examples are left
+        out of this text, to be given as earlier chat turns (:meth:`example_turns`).
+        """
         if shared:
             raise ValueError("thread2 writes siblings one after another: it has no shared "
                              "siblings to tell the model about; use format 'parallel'")
@@ -83,7 +91,8 @@ class Thread2Format:
             '{"reasoning": [<task>, ...], "answer": "<final answer>"}',
             "A task is:\n"
             '{"title": "<short name>", "thought": "<your thinking for this task>", '
-            '"tooluse": null, "subtasks": null or [<task>, ...], '
+            '"tooluse": ' + tooluse_slot(tools, tool_example) + ', '
+            '"subtasks": null or [<task>, ...], '
             '"conclusion": "<the result of this task>"}',
             "Rules:\n"
             "- Write the keys in exactly this order. Strings are JSON strings: escape \" and "
@@ -94,8 +103,16 @@ class Thread2Format:
             "conclusion self-contained.\n"
             '- Put the final result in "answer".',
             tools_section(tools),
-            'Example, for "What is 17 * 23 + 12 * 5?":\n' + self.render(example_tree()),
+            *example_sections([(q, self.render(t)) for q, t in
+                                worked_examples(tools, tool_example=tool_example)],
+                               inline=examples_inline, note=tool_example and bool(tools)),
         ])
+
+    def example_turns(self, tools: Sequence[ToolSpec] = (), *,
+                      tool_example: bool = False) -> list[tuple[str, str]]:
+        """The worked examples as ``(question, reply)`` chat turns: each reply is the
+        document a model would write."""
+        return [(q, self.render(t)) for q, t in worked_examples(tools, tool_example=tool_example)]
 
     def grammar(self, *, max_depth: int, max_fanout: int, tools: Sequence[ToolSpec] = (),
                 depth: int = 0, max_string_chars: int | None = None) -> str:
