@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="tim", description="Recursive subtask-tree reasoning with bounded KV.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    demo = sub.add_parser("demo", help="run the bundled SmolLM2-135M on a question")
+    demo = sub.add_parser("demo", help="run the bundled SmolLM2-135M on a question "
+                                       "(--model qwen2.5-coder-0.5b: the larger bundled model)")
     demo.add_argument("question", nargs="?", default=DEMO_QUESTION)
     _add_run_options(demo, model_default="smollm2-135m")
     # buffer:0 so that even a small demo tree shows a list leaving the KV cache
