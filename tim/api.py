@@ -13,7 +13,7 @@ from tim.engine.config import EngineConfig
 from tim.engine.engine import Engine
 from tim.engine.record import RunEvent, RunRecord
 from tim.engine.sampler import SamplingParams
-from tim.models.loading import load_model
+from tim.models.loading import LoadedModel, load_model
 from tim.result import Result
 from tim.tree import get_format
 
@@ -93,6 +93,37 @@ def _check_question(question: Any) -> None:
         raise ValueError(f"question must be a non-empty string, got {question!r}")
 
 
+def _remote(model: Any, served_model: str | None, tokenizer: Any) -> Any:
+    """``model="openai:URL"``: the :class:`tim.remote.Remote` to drive; else None."""
+    if not (isinstance(model, str) and model.startswith("openai:")):
+        if served_model is not None or tokenizer is not None:
+            raise ValueError("served_model= and tokenizer= go with model='openai:URL', got "
+                             f"model={model!r}")
+        return None
+    if not served_model or tokenizer is None:
+        raise ValueError("model='openai:URL' needs served_model= (the server's model name) "
+                         "and tokenizer= (its tokenizer, or where to load it from)")
+    from tim.remote import Remote
+
+    return Remote(model.removeprefix("openai:"), served_model)
+
+
+def _load_tokenizer(spec: Any) -> Any:
+    """A tokenizer as given, or loaded from a bundled name, a folder or a hub id."""
+    if not isinstance(spec, str):
+        return spec
+    from transformers import AutoTokenizer
+
+    from tim.models.bundled import BUNDLED_MODELS, bundled_hf_dir
+
+    if spec in BUNDLED_MODELS:
+        folder = bundled_hf_dir(BUNDLED_MODELS[spec])
+        if not folder.exists():  # converted from the bundled GGUF on first use
+            load_model(spec, device="cpu")
+        spec = str(folder)
+    return AutoTokenizer.from_pretrained(spec)
+
+
 class Runtime:
     """A model plus a decoding configuration; :meth:`reason` runs one question.
 
@@ -100,11 +131,19 @@ class Runtime:
     ----------
     model : str or (model, tokenizer)
         ``"smollm2-135m"`` (the bundled default), an HF id or local path, a ``.gguf`` file,
-        or an already-built ``(model, tokenizer)`` pair.
+        or an already-built ``(model, tokenizer)`` pair; or ``"openai:URL"`` (e.g.
+        ``"openai:http://127.0.0.1:8000/v1"``): an OpenAI-compatible server such as vLLM
+        runs the model and tim orchestrates (docs/scale-out.md).
+    served_model : str, optional
+        With ``"openai:URL"``: the server's model name (vLLM's ``--served-model-name``).
+    tokenizer : tokenizer or str, optional
+        With ``"openai:URL"``: the served model's tokenizer, or a bundled name, folder or
+        hub id to load it from (prompts go to the server as token ids).
     format : str
         ``"parallel"`` (siblings decode concurrently) or ``"thread2"`` (TIM's inline format).
     max_workers, pruning, positions, max_depth, max_fanout
-        See :class:`tim.engine.config.EngineConfig`.
+        See :class:`tim.engine.config.EngineConfig`. ``positions`` defaults to ``"shift"``
+        in-process and ``"reencode"`` (the only one it supports) on a server.
     kv_budget_tokens : int, optional
         KV slots for the whole tree; default 32768.
     device, dtype
@@ -148,7 +187,7 @@ class Runtime:
         format: str = "parallel",
         max_workers: int = 8,
         pruning: Any = "buffer:1",
-        positions: str = "shift",
+        positions: str | None = None,
         max_depth: int = 4,
         max_fanout: int = 6,
         kv_budget_tokens: int | None = None,
@@ -161,7 +200,11 @@ class Runtime:
         collaboration_prompt: bool = True,
         prompt_style: PromptStyle | None = None,
         seed: int = 0,
+        served_model: str | None = None,
+        tokenizer: Any = None,
     ) -> None:
+        self.remote = _remote(model, served_model, tokenizer)  # None: the model runs here
+        positions = positions or ("reencode" if self.remote else "shift")
         self.config = EngineConfig(
             format=format, max_workers=max_workers, pruning=pruning, positions=positions,
             max_depth=max_depth, max_fanout=max_fanout, structure=structure,
@@ -172,7 +215,8 @@ class Runtime:
         if prompt_style is not None and not isinstance(prompt_style, PromptStyle):
             raise ValueError(f"prompt_style must be a PromptStyle, got {prompt_style!r}")
         self.prompt_style = prompt_style or PromptStyle()
-        self.loaded = load_model(model, device=device, dtype=dtype)
+        self.loaded = (LoadedModel(None, _load_tokenizer(tokenizer), served_model)
+                       if self.remote else load_model(model, device=device, dtype=dtype))
         self.backend, self.seed = backend, seed
         self.format = get_format(format)
         # Runtime.cancel() reaches the engine of the call in progress, or the next call's.
@@ -209,7 +253,7 @@ class Runtime:
         tools = tuple(tools)
         if self._engine is None or tools != self._engine_tools:
             self._engine = Engine(self.loaded.model, self.tokenizer, self.config, tools=tools,
-                                  backend=self.backend)
+                                  backend=self.backend, executor=self.remote)
             self._engine_tools = tools
         return self._engine
 
