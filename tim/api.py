@@ -6,7 +6,6 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from tim.engine.config import EngineConfig
@@ -14,114 +13,17 @@ from tim.engine.engine import Engine
 from tim.engine.record import RunEvent, RunRecord
 from tim.engine.sampler import SamplingParams
 from tim.models.loading import LoadedModel, load_model
+from tim.prompt import PromptStyle, build_prompt, template_tools
+from tim.remote.entry import load_tokenizer, remote_for
 from tim.result import Result
 from tim.tree import get_format
 
-__all__ = ["Runtime", "build_prompt", "PromptStyle"]
-
-
-@dataclass(frozen=True)
-class PromptStyle:
-    """How a :class:`Runtime` lays out its prompt (issue 13 measured each choice).
-
-    Parameters
-    ----------
-    examples : str
-        ``"system"`` (default): the worked examples sit in the instructions (the system
-        text); ``"turns"``: each comes as an earlier user question and assistant reply.
-    tool_example : bool
-        With tools offered, add a generic worked example with a tool call (a made-up
-        ``weather`` tool, fitted to no task set) and show a call's shape in the task schema.
-    template_tools : bool
-        Also pass the tool specs to the model's chat template (``apply_chat_template(...,
-        tools=...)``); a template that knows no tools ignores them.
-
-    Examples
-    --------
-    >>> PromptStyle(examples="turns")
-    PromptStyle(examples='turns', tool_example=False, template_tools=False)
-    >>> PromptStyle(examples="user")
-    Traceback (most recent call last):
-    ValueError: examples must be 'system' or 'turns', got 'user'
-    """
-
-    examples: str = "system"
-    tool_example: bool = False
-    template_tools: bool = False
-
-    def __post_init__(self) -> None:
-        if self.examples not in ("system", "turns"):
-            raise ValueError(f"examples must be 'system' or 'turns', got {self.examples!r}")
-        for name in ("tool_example", "template_tools"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
-
-
-def template_tools(specs: Sequence[Any]) -> list[dict[str, Any]]:
-    """Tool specs as chat templates take them (OpenAI's function-tool shape)."""
-    return [{"type": "function", "function": {"name": s.name, "description": s.description,
-                                              "parameters": s.parameters}} for s in specs]
-
-
-def build_prompt(tokenizer: Any, instructions: str, question: str, *,
-                 turns: Sequence[tuple[str, str]] = (), tools: Sequence[Any] = ()) -> list[int]:
-    """Token ids of the prompt: the model's chat template when it has one, plain text if not.
-
-    ``turns`` are earlier ``(question, reply)`` exchanges (worked examples) put between the
-    instructions and the question. ``tools`` (tool specs) also go to the chat template's
-    ``tools`` argument; without a chat template they are left to the instructions.
-    """
-    if getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "system", "content": instructions}]
-        for asked, reply in turns:
-            messages += [{"role": "user", "content": asked},
-                         {"role": "assistant", "content": reply}]
-        messages.append({"role": "user", "content": question})
-        extra = {"tools": template_tools(tools)} if tools else {}
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                            **extra)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):  # BatchEncoding in newer transformers
-            ids = ids["input_ids"]
-        return list(ids)
-    shown = "".join(f"Question: {asked}\n\nAnswer (JSON):\n{reply}\n\n" for asked, reply in turns)
-    text = f"{instructions}\n\n{shown}Question: {question}\n\nAnswer (JSON):\n"
-    return tokenizer.encode(text, add_special_tokens=False)
+__all__ = ["Runtime", "build_prompt", "PromptStyle", "template_tools"]
 
 
 def _check_question(question: Any) -> None:
     if not isinstance(question, str) or not question.strip():
         raise ValueError(f"question must be a non-empty string, got {question!r}")
-
-
-def _remote(model: Any, served_model: str | None, tokenizer: Any) -> Any:
-    """``model="openai:URL"``: the :class:`tim.remote.Remote` to drive; else None."""
-    if not (isinstance(model, str) and model.startswith("openai:")):
-        if served_model is not None or tokenizer is not None:
-            raise ValueError("served_model= and tokenizer= go with model='openai:URL', got "
-                             f"model={model!r}")
-        return None
-    if not served_model or tokenizer is None:
-        raise ValueError("model='openai:URL' needs served_model= (the server's model name) "
-                         "and tokenizer= (its tokenizer, or where to load it from)")
-    from tim.remote import Remote
-
-    return Remote(model.removeprefix("openai:"), served_model)
-
-
-def _load_tokenizer(spec: Any) -> Any:
-    """A tokenizer as given, or loaded from a bundled name, a folder or a hub id."""
-    if not isinstance(spec, str):
-        return spec
-    from transformers import AutoTokenizer
-
-    from tim.models.bundled import BUNDLED_MODELS, bundled_hf_dir
-
-    if spec in BUNDLED_MODELS:
-        folder = bundled_hf_dir(BUNDLED_MODELS[spec])
-        if not folder.exists():  # converted from the bundled GGUF on first use
-            load_model(spec, device="cpu")
-        spec = str(folder)
-    return AutoTokenizer.from_pretrained(spec)
 
 
 class Runtime:
@@ -203,7 +105,7 @@ class Runtime:
         served_model: str | None = None,
         tokenizer: Any = None,
     ) -> None:
-        self.remote = _remote(model, served_model, tokenizer)  # None: the model runs here
+        self.remote = remote_for(model, served_model, tokenizer)  # None: the model runs here
         positions = positions or ("reencode" if self.remote else "shift")
         self.config = EngineConfig(
             format=format, max_workers=max_workers, pruning=pruning, positions=positions,
@@ -215,7 +117,7 @@ class Runtime:
         if prompt_style is not None and not isinstance(prompt_style, PromptStyle):
             raise ValueError(f"prompt_style must be a PromptStyle, got {prompt_style!r}")
         self.prompt_style = prompt_style or PromptStyle()
-        self.loaded = (LoadedModel(None, _load_tokenizer(tokenizer), served_model)
+        self.loaded = (LoadedModel(None, load_tokenizer(tokenizer), served_model)
                        if self.remote else load_model(model, device=device, dtype=dtype))
         self.backend, self.seed = backend, seed
         self.format = get_format(format)

@@ -67,7 +67,7 @@ def run_cot(loaded: Any, question: Question, *, max_new_tokens: int, window: int
     """Plain chain of thought: ``model.generate`` on the question, scored on its last answer."""
     import torch
 
-    from tim.api import build_prompt
+    from tim.prompt import build_prompt
 
     model, tokenizer = loaded.model, loaded.tokenizer
     prompt = build_prompt(tokenizer, COT_INSTRUCTIONS, question.prompt(tools=False))
@@ -126,13 +126,11 @@ def run_tim(runtime: Any, config: EvalConfig, question: Question, *, max_new_tok
             stopped_at_window.append(record.max_position)
             runtime.cancel()
 
-    from tim.api import build_prompt
-
     text = question.prompt(tools=config.tools)
     tools = question.tools() if config.tools else ()
     start = time.perf_counter()
     specs = runtime.engine(tools=tools).tools.specs  # built once per tool set, then reused
-    prompt = build_prompt(runtime.tokenizer, runtime.instructions(specs), text)
+    prompt = runtime.prompt(text, specs)  # exactly what reason() feeds the model
     if window is not None and len(prompt) > window - 1:  # no room for one sampled token
         return Outcome(task=question.task, size=question.size, seed=question.seed,
                        config=config.name, correct=False, answer=None, failure="window",

@@ -224,7 +224,7 @@ def _prompt(tokenizer: Any, format: str, tools: Sequence[Any], question: str,
     """The chat-template prompt with the format's instructions, or the bare question."""
     if not instructions:
         return tokenizer.encode(question + "\n", add_special_tokens=False)
-    from tim.api import build_prompt
+    from tim.prompt import build_prompt
     from tim.tools import ToolRegistry
     from tim.tree import get_format
 
