@@ -203,7 +203,18 @@ def interrupt_when_waiting(server: FakeServer) -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_ctrl_c_aborts_the_requests_and_leaves_no_thread(server):
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt during the test. A process a non-interactive shell
+    starts in the background ignores SIGINT, and Python then installs no handler for it
+    (CI may run the suite so): without this the interrupt would be lost and the run hang."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_aborts_the_requests_and_leaves_no_thread(server, ctrl_c_raises):
     loaded = stress_model(seed=0, num_layers=1)
     with FakeServer(loaded.model) as own:
         own.faults.extend([("delay", 30.0)] * 100)
