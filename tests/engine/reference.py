@@ -165,20 +165,25 @@ class ComposedReference:
         if kind == "join":
             start = starts[what.child]
             self.replayed.add(what.child)
-            final = self._stream(what.child, start, None)
-            if not all(a is b for a, b in zip(final, start, strict=False)):
-                raise ReferenceMismatch(f"stream {list(what.child)} lost part of the view it "
-                                        f"started on")
-            own = final[len(start):]
-            if what.dropped or not own:
-                return view
-            top = max((e.position for e in view), default=-1)
-            delta = top + 1 - own[0].position
-            if delta != what.delta:
-                raise ReferenceMismatch(f"join of {list(what.child)}: recorded delta "
-                                        f"{what.delta}, the reference lays it at {delta}")
-            return view + [self._moved(e, delta) for e in own]
+            return self._joined(view, start, self._stream(what.child, start, None), what)
         return self._evict(view, what)
+
+    def _joined(self, view: list[Entry], start: list[Entry], final: list[Entry],
+                join) -> list[Entry]:
+        """``view`` after ``join``: the child's own entries (its ``final`` view past the
+        ``start`` it began on) moved to continue the view's positions."""
+        if not all(a is b for a, b in zip(final, start, strict=False)):
+            raise ReferenceMismatch(f"stream {list(join.child)} lost part of the view it "
+                                    f"started on")
+        own = final[len(start):]
+        if join.dropped or not own:
+            return view
+        top = max((e.position for e in view), default=-1)
+        delta = top + 1 - own[0].position
+        if delta != join.delta:
+            raise ReferenceMismatch(f"join of {list(join.child)}: recorded delta "
+                                    f"{join.delta}, the reference lays it at {delta}")
+        return view + [self._moved(e, delta) for e in own]
 
     def _evict(self, view: list[Entry], ev) -> list[Entry]:
         gone = {(src, i) for src, a, b in ev.ranges for i in range(a, b)}

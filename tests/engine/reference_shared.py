@@ -92,19 +92,9 @@ class SharedReference(ComposedReference):
 
     def _join(self, join) -> None:
         child, parent = self.views.pop(join.child), self.views[join.parent]
-        start = self.record.streams[join.child].parent_tokens
-        if not all(a is b for a, b in zip(child[:start], parent, strict=False)):
-            raise ReferenceMismatch(f"stream {list(join.child)} lost part of the view it "
-                                    f"started on")
         self._note(join.child, self.fed[join.child], self.next_logits.pop(join.child))
-        own = child[start:]
-        if join.dropped or not own:
-            return
-        delta = max(e.position for e in parent) + 1 - own[0].position
-        if delta != join.delta:
-            raise ReferenceMismatch(f"join of {list(join.child)}: recorded delta {join.delta}, "
-                                    f"the reference lays it at {delta}")
-        self.views[join.parent] = parent + [self._moved(e, delta) for e in own]
+        start = parent[:self.record.streams[join.child].parent_tokens]
+        self.views[join.parent] = self._joined(parent, start, child, join)
 
     # ------------------------------------------------------------------ one worker's step
     def _layout(self, path: tuple, step: int) -> list[Entry]:

@@ -22,6 +22,7 @@ import torch
 from tim.cache import View, group_by_prefix
 from tim.engine.cascade_cost import CascadeCost
 from tim.engine.sharing import SegmentGroup, Visible, segment_group
+from tim.kernels.params import cu_seqlens
 
 __all__ = ["WorkerInput", "AttentionGroup", "Batch", "build_batch"]
 
@@ -195,10 +196,10 @@ def build_batch(
             AttentionGroup(
                 token_start=token_start,
                 token_end=token_end,
-                cu_seqlens_q=_cumsum(q_lens),
+                cu_seqlens_q=cu_seqlens(q_lens),
                 prefix_slots=prefix_slots,
                 kv_slots=torch.cat(kv) if kv else torch.empty(0, dtype=torch.int64),
-                cu_seqlens_k=_cumsum(k_lens),
+                cu_seqlens_k=cu_seqlens(k_lens),
                 max_seqlen_q=max(q_lens),
                 max_seqlen_k=max(k_lens),
                 block_table=table,
@@ -242,8 +243,3 @@ def _block_table(tables: list[list[int]]) -> torch.Tensor:
         table[row, : len(pages)] = torch.tensor(pages, dtype=torch.int32)
     return table
 
-
-def _cumsum(lengths: list[int]) -> torch.Tensor:
-    out = torch.zeros(len(lengths) + 1, dtype=torch.int32)
-    out[1:] = torch.cumsum(torch.tensor(lengths, dtype=torch.int32), 0)
-    return out

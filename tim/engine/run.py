@@ -57,7 +57,7 @@ class Run:
         if cfg.siblings == "shared" and not executor.support.shared_siblings:
             raise TimError("this executor cannot show siblings to each other; use "
                            "siblings='isolated'")
-        spec = getattr(engine, "spec", None)
+        spec = engine.spec  # None when a remote executor runs the model
         if cfg.siblings == "shared" and spec is not None and any(
                 spec.layer_sliding_window(i) for i in range(spec.num_layers)):
             raise TimError("siblings='shared' needs full attention in every layer; this model "

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from tim.kernels import SharedSegment
+from tim.kernels.params import cu_seqlens
 
 __all__ = ["Visible", "SegmentGroup", "segment_group"]
 
@@ -109,9 +110,9 @@ def segment_group(workers: Sequence[tuple[Any, int, int, Sequence[Visible]]],
     return SegmentGroup(
         token_start=token_start,
         token_end=token_start + sum(q_lens),
-        cu_seqlens_q=_cumsum(q_lens),
+        cu_seqlens_q=cu_seqlens(q_lens),
         own_slots=torch.cat(own),
-        cu_seqlens_own=_cumsum(own_lens),
+        cu_seqlens_own=cu_seqlens(own_lens),
         segments=tuple(SharedSegment(slots_of[k], deltas_of[k]) for k in slots_of),
     )
 
@@ -128,8 +129,3 @@ def _prefix_key(view: Any, prefix: int) -> tuple:
         length += len(span)
     return ("prefix", *ids) if length == prefix else ("view", view.view_id, prefix)
 
-
-def _cumsum(lengths: list[int]) -> torch.Tensor:
-    out = torch.zeros(len(lengths) + 1, dtype=torch.int32)
-    out[1:] = torch.cumsum(torch.tensor(lengths, dtype=torch.int32), 0)
-    return out

@@ -118,6 +118,17 @@ def check_heads(num_heads: int, num_kv_heads: int) -> None:
         )
 
 
+def cu_seqlens(lengths: list[int]) -> torch.Tensor:
+    """``(B + 1,)`` int32 cumulative offsets of ``B`` sequence lengths, on the CPU.
+
+    >>> cu_seqlens([3, 1, 2]).tolist()
+    [0, 3, 4, 6]
+    """
+    out = torch.zeros(len(lengths) + 1, dtype=torch.int32)
+    out[1:] = torch.cumsum(torch.tensor(lengths, dtype=torch.int32), 0)
+    return out
+
+
 def check_cu_seqlens(cu_seqlens_q: torch.Tensor, cu_seqlens_k: torch.Tensor) -> None:
     """Both cumulative-offset tensors are 1-D int32 of the same length ``B + 1``."""
     for name, cu in (("cu_seqlens_q", cu_seqlens_q), ("cu_seqlens_k", cu_seqlens_k)):

@@ -193,20 +193,21 @@ def _sights(view: RunView, index: dict[TaskPath, int]) -> dict[str, list]:
     for sight in record.sights:
         mine = series.setdefault(index.get(sight.stream, -1), {})
         for sibling, n in sight.seen:
-            mine.setdefault(index.get(sibling, -1), []).append([sight.step, n, n])
-    return {str(i): [[j, [r[:2] for r in _downsample(points, MAX_TIMELINE_POINTS)]]
+            mine.setdefault(index.get(sibling, -1), []).append([sight.step, n])
+    return {str(i): [[j, _downsample(points, MAX_TIMELINE_POINTS, value=1)]
                      for j, points in mine.items()] for i, mine in series.items() if i >= 0}
 
 
-def _downsample(rows: list[list[int]], limit: int) -> list[list[int]]:
-    """At most about ``limit`` rows, keeping each bucket's lowest and highest live KV."""
+def _downsample(rows: list[list[int]], limit: int, *, value: int = 2) -> list[list[int]]:
+    """At most about ``limit`` rows, keeping each bucket's lowest and highest ``row[value]``
+    (the live KV of a timeline row)."""
     if len(rows) <= limit:
         return rows
     size = -(-len(rows) // (limit // 2))
     out = []
     for i in range(0, len(rows), size):
         bucket = rows[i: i + size]
-        low, high = min(bucket, key=lambda r: r[2]), max(bucket, key=lambda r: r[2])
+        low, high = min(bucket, key=lambda r: r[value]), max(bucket, key=lambda r: r[value])
         out.extend(sorted({id(low): low, id(high): high}.values(), key=lambda r: r[0]))
     if out[-1] is not rows[-1]:
         out.append(rows[-1])
