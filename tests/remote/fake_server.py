@@ -29,6 +29,7 @@ class FakeServer:
         self.model, self.name = model, name
         self.faults: deque[tuple] = deque()
         self.bodies: list[dict] = []  # every completions request received, in order
+        self.delays_ended: list[float] = []  # each injected delay, once it has run out
         self.max_in_flight = 0  # most completions requests being computed (or waiting) at once
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -109,6 +110,7 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                 return
             if fault and fault[0] == "delay":
                 time.sleep(fault[1])
+                server.delays_ended.append(fault[1])
             server.enter()
             try:
                 answer = server.complete(body)

@@ -102,11 +102,10 @@ def test_abort_ends_a_request_in_flight_and_refuses_later_ones(server):
     thread = threading.Thread(target=call)
     thread.start()
     time.sleep(0.3)  # the request is in flight
-    started = time.perf_counter()
     client.abort()
     thread.join(timeout=10)
     assert not thread.is_alive()
-    assert time.perf_counter() - started < 4.0  # well before the server's 5 s delay ends
+    assert 5.0 not in server.delays_ended  # it returned before the server's delay ran out
     assert len(errors) == 1 and isinstance(errors[0], RemoteCancelled)
     with pytest.raises(RemoteCancelled):
         client.post("/completions", BODY, what="test completion")

@@ -187,9 +187,9 @@ def test_cancel_aborts_the_request_in_flight(tiny, server):
     engine = Engine(None, tiny.tokenizer, config(), executor=Remote(server.url, "tiny"))
     timer = threading.Timer(1.0, engine.cancel)
     timer.start()
-    started = time.perf_counter()
     record = engine.run(prompt_of(tiny))
-    assert record.error == "cancelled" and time.perf_counter() - started < 20
+    assert record.error == "cancelled"
+    assert 30.0 not in server.delays_ended  # the run did not wait for the delayed answer
 
 
 def interrupt_when_waiting(server: FakeServer) -> None:
@@ -221,10 +221,9 @@ def test_ctrl_c_aborts_the_requests_and_leaves_no_thread(server, ctrl_c_raises):
         engine = Engine(None, loaded.tokenizer, config(max_workers=3),
                         executor=Remote(own.url, "tiny", timeout_s=60))
         threading.Thread(target=interrupt_when_waiting, args=(own,), daemon=True).start()
-        started = time.perf_counter()
         with pytest.raises(KeyboardInterrupt):
             engine.run(prompt_of(loaded))
-        assert time.perf_counter() - started < 20
+        assert not own.delays_ended  # interrupted before any of the 30 s delays ran out
     assert not [t for t in threading.enumerate() if t.name.startswith("tim-remote")]
 
 
