@@ -68,3 +68,23 @@ def test_a_malformed_child_ends_alone_and_the_run_goes_on(lm):
     assert "stream [1]: malformed output at offset" in record.streams[(1,)].error
     assert record.streams[(0,)].error is None
     assert record.streams[()].text.endswith('"answer": "done"}')
+
+
+@pytest.mark.parametrize("budget", range(70, 76))
+def test_the_budget_of_sampled_tokens_holds_exactly_with_concurrent_workers(lm, budget):
+    # three siblings sample in every step; whatever step reaches the budget, the run
+    # samples no token past it (it used to overshoot by up to workers - 1)
+    fmt = get_format("parallel")
+    thought = "one two three four five six seven eight nine ten " * 4
+    texts = {(): '{"reasoning": [{"title": "A"}, {"title": "B"}, {"title": "C"}], '
+                 '"answer": "done"}'}
+    for i, title in enumerate("ABC"):
+        texts[(i,)] = (fmt.child_header(title) + thought + '", "tooluse": null, '
+                       '"subtasks": null, "conclusion": "ok"}')
+    engine = Engine(lm.model, lm.tokenizer, EngineConfig(
+        format="parallel", structure="free", max_new_tokens=budget))
+    record = engine.run(prompt(lm), chooser=TextReplay(texts, lm.tokenizer))
+    assert record.error == f"max_new_tokens={budget} reached before the answer"
+    assert record.max_concurrency == 3
+    sampled = sum(not f for s in record.streams.values() for f in s.forced)
+    assert record.num_generated == sampled == budget

@@ -99,6 +99,11 @@ class Run:
         for stream, _, placed in fed:
             stream.record.position_ids.extend(placed)
         sampling = [stream for stream, feed, _ in fed if feed.wants_logits]
+        # The budget holds exactly: a step that reaches it samples for the first streams
+        # only, and the run ends with it (``_note_step``).
+        left = self.max_new_tokens - self.record.num_generated
+        if len(sampling) > left:
+            sampling, logits = sampling[:max(left, 0)], logits[:max(left, 0)]
         if sampling:
             masks = None if self.grammars is None else self.grammars.masks(
                 [s.grammar for s in sampling])
