@@ -42,3 +42,20 @@ def test_tiny_run_writes_json_and_plot(tmp_path, capsys):
     assert "thread2/none/tools" in table and "accuracy" in table
     pytest.importorskip("matplotlib")
     assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_redraws_a_saved_run_and_a_stopped_one(tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", "tiny-llama", "--device", "cpu", "--tasks", "lookup",
+                 "--sizes", "1", "--questions", "2", "--configs", "cot,thread2/none",
+                 "--max-new-tokens", "4", "--threads", "1", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["meta"]["complete"] is True and data["meta"]["threads"] == 1
+    first = capsys.readouterr().out
+    assert main(["eval", "--report", str(out)]) == 0
+    assert capsys.readouterr().out == first  # the same table, from the file alone
+    # a run stopped after three outcomes: its file still reads, and says it stopped
+    data["outcomes"], data["meta"]["complete"] = data["outcomes"][:3], False
+    out.write_text(json.dumps(data))
+    assert main(["eval", "--report", str(out)]) == 0
+    assert "(stopped: 3 runs)" in capsys.readouterr().out

@@ -62,61 +62,88 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
     p.add_argument("--json", metavar="PATH", help="write every outcome and the summary")
     p.add_argument("--plot", metavar="PATH", help="accuracy vs problem size (PNG; matplotlib)")
+    p.add_argument("--threads", type=int_at_least(1), default=None,
+                   help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--report", metavar="JSON",
+                   help="run nothing: print the table (and --plot) of a saved --json report, "
+                        "also one a stopped run left")
 
 
 def run_command(args: argparse.Namespace) -> int:
+    import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from tim.eval.report import plot_accuracy, render_table, save_json
+    from tim.eval.report import load_json, save_json
     from tim.eval.runner import run_eval
     from tim.eval.tasks import make_questions
     from tim.models import load_model
 
+    if args.report:
+        outcomes, meta = load_json(args.report)
+        return _report(outcomes, meta, plot=args.plot)
     if "countdown" in args.tasks and min(args.sizes) < 2:
         raise ValueError(f"countdown needs sizes >= 2 (numbers to combine), got {args.sizes}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     console = Console(stderr=True)
     questions = [q for task in args.tasks
                  for q in make_questions(task, sizes=args.sizes, num_per_size=args.questions,
                                          seed=args.seed)]
     with console.status(f"loading {args.model} ..."):
         loaded = load_model(args.model, device=args.device)
+    meta = {"model": loaded.name, "tasks": list(args.tasks), "sizes": list(args.sizes),
+            "configs": [c.name for c in args.configs], "questions_per_size": args.questions,
+            "seed": args.seed, "window": args.window, "max_new_tokens": args.max_new_tokens,
+            "temperature": args.temperature, "device": args.device,
+            "threads": torch.get_num_threads(), "machine": platform.platform(),
+            "complete": False}
     total = len(questions) * len(args.configs)
     start = time.perf_counter()
+    outcomes: list[Any] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task("evaluating", total=total)
 
         def done(outcome: Any) -> None:
+            outcomes.append(outcome)
             what = f"{outcome.config} {outcome.task} size {outcome.size}"
             progress.update(bar, advance=1, description=what)
             if not console.is_terminal:  # a log file gets one line per question instead
-                n = int(progress.tasks[0].completed)
                 verdict = "correct" if outcome.correct else outcome.failure or "wrong"
-                console.print(f"[{n}/{total}] {what}: {verdict}, {outcome.sampled_tokens} "
-                              f"sampled, {outcome.wall_time_s:.0f} s")
+                console.print(f"[{len(outcomes)}/{total}] {what}: {verdict}, "
+                              f"{outcome.sampled_tokens} sampled, {outcome.wall_time_s:.0f} s")
+            if args.json:  # after every question, so a stopped run keeps what it did
+                save_json(args.json, outcomes, {**meta, "wall_time_s":
+                                                time.perf_counter() - start})
 
-        outcomes = run_eval(loaded, args.configs, questions,
-                            max_new_tokens=args.max_new_tokens, window=args.window,
-                            temperature=args.temperature, seed=args.seed, on_outcome=done)
-    meta = {"model": loaded.name, "tasks": list(args.tasks), "sizes": list(args.sizes),
-            "configs": [c.name for c in args.configs], "questions_per_size": args.questions,
-            "seed": args.seed, "window": args.window, "max_new_tokens": args.max_new_tokens,
-            "temperature": args.temperature, "device": args.device,
-            "machine": platform.platform(), "wall_time_s": time.perf_counter() - start}
-    window = f", window {args.window}" if args.window else ""
-    title = (f"tim eval: {loaded.name}, {args.questions} per size, budget "
-             f"{args.max_new_tokens} sampled tokens{window}")
+        run_eval(loaded, args.configs, questions, max_new_tokens=args.max_new_tokens,
+                 window=args.window, temperature=args.temperature, seed=args.seed,
+                 on_outcome=done)
+    meta.update(complete=True, wall_time_s=time.perf_counter() - start)
+    if args.json:
+        save_json(args.json, outcomes, meta)
+        console.print(f"wrote {args.json}")
+    return _report(outcomes, meta, plot=args.plot)
+
+
+def _report(outcomes: list[Any], meta: dict[str, Any], *, plot: str | None) -> int:
+    """The table on standard output, and the plot if asked for."""
+    from rich.console import Console
+
+    from tim.eval.report import plot_accuracy, render_table
+
+    window = f", window {meta['window']}" if meta.get("window") else ""
+    partial = "" if meta.get("complete", True) else f" (stopped: {len(outcomes)} runs)"
+    title = (f"tim eval: {meta['model']}, {meta['questions_per_size']} per size, budget "
+             f"{meta['max_new_tokens']} sampled tokens{window}{partial}")
     out = Console()
     if not out.is_terminal:  # a file or pipe: wide enough for every column
         out = Console(width=160)
     out.print(render_table(outcomes, title=title))
-    if args.json:
-        save_json(args.json, outcomes, meta)
-        console.print(f"wrote {args.json}")
-    if args.plot:
-        if plot_accuracy(outcomes, args.plot, title=title):
-            console.print(f"wrote {args.plot}")
+    if plot:
+        if plot_accuracy(outcomes, plot, title=title):
+            Console(stderr=True).print(f"wrote {plot}")
         else:
-            console.print("no plot: matplotlib is not installed")
+            Console(stderr=True).print("no plot: matplotlib is not installed")
     return 0

@@ -169,7 +169,9 @@ def run_eval(loaded: Any, configs: Sequence[EvalConfig], questions: Sequence[Que
              max_new_tokens: int, window: int | None = None, temperature: float = 0.0,
              seed: int = 0, on_outcome: Callable[[Outcome], None] | None = None
              ) -> list[Outcome]:
-    """Every configuration on every question, configuration by configuration.
+    """Every configuration on every question, question by question: each question goes
+    through every configuration before the next one starts, so a run stopped part-way has
+    a side-by-side comparison on the questions it finished.
 
     Examples
     --------
@@ -186,16 +188,17 @@ def run_eval(loaded: Any, configs: Sequence[EvalConfig], questions: Sequence[Que
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if window is not None and window < 2:
         raise ValueError(f"window must be >= 2, got {window}")
+    runtimes = {c.name: make_runtime(loaded, c, seed=seed) for c in configs if c.is_tim}
     outcomes = []
-    for config in configs:
-        runtime = make_runtime(loaded, config, seed=seed) if config.is_tim else None
-        for question in questions:
-            if runtime is None:
+    for question in questions:
+        for config in configs:
+            if not config.is_tim:
                 outcome = run_cot(loaded, question, max_new_tokens=max_new_tokens,
                                   window=window, temperature=temperature, seed=seed)
             else:
-                outcome = run_tim(runtime, config, question, max_new_tokens=max_new_tokens,
-                                  window=window, temperature=temperature)
+                outcome = run_tim(runtimes[config.name], config, question,
+                                  max_new_tokens=max_new_tokens, window=window,
+                                  temperature=temperature)
             outcomes.append(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)
