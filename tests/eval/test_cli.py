@@ -46,10 +46,15 @@ def test_tiny_run_writes_json_and_plot(tmp_path, capsys):
 
 def test_report_redraws_a_saved_run_and_a_stopped_one(tmp_path, capsys):
     out = tmp_path / "eval.json"
-    assert main(["eval", "--model", "tiny-llama", "--device", "cpu", "--tasks", "lookup",
-                 "--sizes", "1", "--questions", "2", "--configs", "cot,thread2/none",
-                 "--max-new-tokens", "4", "--threads", "1", "--json", str(out)]) == 0
+    assert main(["eval", "--model", "tiny-llama", "--device", "cpu", "--tasks",
+                 "lookup,arithmetic", "--sizes", "1", "--questions", "2", "--configs",
+                 "cot,thread2/none", "--max-new-tokens", "4", "--threads", "1",
+                 "--json", str(out)]) == 0
     data = json.loads(out.read_text())
+    # seed by seed, task by task, every configuration on a question before the next
+    assert [(o["seed"], o["task"], o["config"]) for o in data["outcomes"]] == [
+        (seed, task, config) for seed in (0, 1) for task in ("lookup", "arithmetic")
+        for config in ("cot", "thread2/none")]
     assert data["meta"]["complete"] is True and data["meta"]["threads"] == 1
     first = capsys.readouterr().out
     assert main(["eval", "--report", str(out)]) == 0

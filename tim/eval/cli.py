@@ -90,6 +90,8 @@ def run_command(args: argparse.Namespace) -> int:
     questions = [q for task in args.tasks
                  for q in make_questions(task, sizes=args.sizes, num_per_size=args.questions,
                                          seed=args.seed)]
+    # seed by seed, then size, then task: a run stopped part-way covers every task and size
+    questions.sort(key=lambda q: (q.seed, q.size, args.tasks.index(q.task)))
     with console.status(f"loading {args.model} ..."):
         loaded = load_model(args.model, device=args.device)
     meta = {"model": loaded.name, "tasks": list(args.tasks), "sizes": list(args.sizes),
