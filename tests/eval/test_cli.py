@@ -64,3 +64,17 @@ def test_report_redraws_a_saved_run_and_a_stopped_one(tmp_path, capsys):
     out.write_text(json.dumps(data))
     assert main(["eval", "--report", str(out)]) == 0
     assert "(stopped: 3 runs)" in capsys.readouterr().out
+
+
+def test_report_merges_runs_of_other_seeds_and_refuses_overlaps(tmp_path, capsys):
+    paths = [tmp_path / f"s{seed}.json" for seed in (0, 1)]
+    for seed, path in zip((0, 1), paths, strict=True):
+        assert main(["eval", "--model", "tiny-llama", "--device", "cpu", "--tasks", "lookup",
+                     "--sizes", "1", "--questions", "1", "--seed", str(seed), "--configs",
+                     "cot", "--max-new-tokens", "4", "--json", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--report", f"{paths[0]},{paths[1]}"]) == 0
+    out = capsys.readouterr().out
+    assert "2 per size" in out and "0/2" in out
+    assert main(["eval", "--report", f"{paths[0]},{paths[0]}"]) == 1
+    assert "run some question twice" in capsys.readouterr().err

@@ -43,6 +43,10 @@ def _configs(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _paths(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
 def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", type=_tasks, default=TASKS, help=f"comma-separated: {','.join(TASKS)}")
     p.add_argument("--configs", type=_configs, default=parse_configs(",".join(DEFAULT_CONFIGS)),
@@ -64,9 +68,10 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="PATH", help="accuracy vs problem size (PNG; matplotlib)")
     p.add_argument("--threads", type=int_at_least(1), default=None,
                    help="torch CPU threads (default: torch's own choice)")
-    p.add_argument("--report", metavar="JSON",
-                   help="run nothing: print the table (and --plot) of a saved --json report, "
-                        "also one a stopped run left")
+    p.add_argument("--report", metavar="JSON[,JSON...]", type=_paths,
+                   help="run nothing: print the table (and --plot) of saved --json reports "
+                        "(several runs of one model and budget are merged; a stopped run's "
+                        "file counts with what it finished)")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -80,7 +85,7 @@ def run_command(args: argparse.Namespace) -> int:
     from tim.models import load_model
 
     if args.report:
-        outcomes, meta = load_json(args.report)
+        outcomes, meta = _merge([load_json(path) for path in args.report], args.report)
         return _report(outcomes, meta, plot=args.plot)
     if "countdown" in args.tasks and min(args.sizes) < 2:
         raise ValueError(f"countdown needs sizes >= 2 (numbers to combine), got {args.sizes}")
@@ -127,6 +132,28 @@ def run_command(args: argparse.Namespace) -> int:
         save_json(args.json, outcomes, meta)
         console.print(f"wrote {args.json}")
     return _report(outcomes, meta, plot=args.plot)
+
+
+_SAME = ("model", "max_new_tokens", "temperature", "window")
+
+
+def _merge(reports: list[tuple[list[Any], dict[str, Any]]], paths: tuple[str, ...]
+           ) -> tuple[list[Any], dict[str, Any]]:
+    """Several saved runs as one: the same model and settings, no question run twice."""
+    outcomes, meta = list(reports[0][0]), dict(reports[0][1])
+    for (more, other), path in zip(reports[1:], paths[1:], strict=True):
+        differ = [k for k in _SAME if other.get(k) != meta.get(k)]
+        if differ:
+            raise ValueError(f"{path} differs from {paths[0]} in {', '.join(differ)}; only runs "
+                             "of one model and settings can be merged")
+        outcomes += more
+        meta["questions_per_size"] += other["questions_per_size"]
+        meta["complete"] = meta.get("complete", True) and other.get("complete", True)
+    keys = [(o.task, o.size, o.seed, o.config) for o in outcomes]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"the reports {', '.join(paths)} run some question twice (the same "
+                         "task, size, seed and configuration); give each run its own --seed")
+    return outcomes, meta
 
 
 def _report(outcomes: list[Any], meta: dict[str, Any], *, plot: str | None) -> int:
