@@ -68,6 +68,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="PATH", help="accuracy vs problem size (PNG; matplotlib)")
     p.add_argument("--threads", type=int_at_least(1), default=None,
                    help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the table as Markdown instead of a terminal table")
     p.add_argument("--report", metavar="JSON[,JSON...]", type=_paths,
                    help="run nothing: print the table (and --plot) of saved --json reports "
                         "(several runs of one model and budget are merged; a stopped run's "
@@ -86,7 +88,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     if args.report:
         outcomes, meta = _merge([load_json(path) for path in args.report], args.report)
-        return _report(outcomes, meta, plot=args.plot)
+        return _report(outcomes, meta, plot=args.plot, markdown=args.markdown)
     if "countdown" in args.tasks and min(args.sizes) < 2:
         raise ValueError(f"countdown needs sizes >= 2 (numbers to combine), got {args.sizes}")
     if args.threads:
@@ -131,7 +133,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.json:
         save_json(args.json, outcomes, meta)
         console.print(f"wrote {args.json}")
-    return _report(outcomes, meta, plot=args.plot)
+    return _report(outcomes, meta, plot=args.plot, markdown=args.markdown)
 
 
 _SAME = ("model", "max_new_tokens", "temperature", "window")
@@ -156,20 +158,24 @@ def _merge(reports: list[tuple[list[Any], dict[str, Any]]], paths: tuple[str, ..
     return outcomes, meta
 
 
-def _report(outcomes: list[Any], meta: dict[str, Any], *, plot: str | None) -> int:
+def _report(outcomes: list[Any], meta: dict[str, Any], *, plot: str | None,
+            markdown: bool = False) -> int:
     """The table on standard output, and the plot if asked for."""
     from rich.console import Console
 
-    from tim.eval.report import plot_accuracy, render_table
+    from tim.eval.report import plot_accuracy, render_markdown, render_table
 
     window = f", window {meta['window']}" if meta.get("window") else ""
     partial = "" if meta.get("complete", True) else f" (stopped: {len(outcomes)} runs)"
     title = (f"tim eval: {meta['model']}, {meta['questions_per_size']} per size, budget "
              f"{meta['max_new_tokens']} sampled tokens{window}{partial}")
-    out = Console()
-    if not out.is_terminal:  # a file or pipe: wide enough for every column
-        out = Console(width=160)
-    out.print(render_table(outcomes, title=title))
+    if markdown:
+        print(f"{title}\n\n{render_markdown(outcomes)}")
+    else:
+        out = Console()
+        if not out.is_terminal:  # a file or pipe: wide enough for every column
+            out = Console(width=160)
+        out.print(render_table(outcomes, title=title))
     if plot:
         if plot_accuracy(outcomes, plot, title=title):
             Console(stderr=True).print(f"wrote {plot}")

@@ -86,10 +86,10 @@ def parse_config(spec: str) -> EvalConfig:
     """A config from its spec.
 
     >>> parse_config("thread2/none/reencode/tools")
-    EvalConfig(method='thread2', pruning='none', positions='reencode', tools=True)
+    EvalConfig(method='thread2', pruning='none', positions='reencode', tools=True, siblings='isolated')
     >>> parse_config("thread2/buffer:x")
     Traceback (most recent call last):
-    ValueError: config 'thread2/buffer:x': 'buffer:x' is not a pruning rule (none, buffer:K), a position policy (shift, reencode, keep) or 'tools'
+    ValueError: config 'thread2/buffer:x': 'buffer:x' is not a pruning rule (none, buffer:K), a position policy (shift, reencode, keep), shared, shared-noprompt or 'tools'
     """
     method, *rest = spec.strip().split("/")
     fields: dict[str, object] = {}

@@ -15,7 +15,7 @@ from typing import Any
 from tim.eval.runner import Outcome
 
 __all__ = ["Cell", "wilson_interval", "summarize", "to_json", "from_json", "save_json",
-           "load_json", "render_table", "plot_accuracy", "REPORT_VERSION"]
+           "load_json", "render_table", "render_markdown", "plot_accuracy", "REPORT_VERSION"]
 
 REPORT_VERSION = 1
 
@@ -124,6 +124,24 @@ def load_json(path: str | Path) -> tuple[list[Outcome], dict[str, Any]]:
     return from_json(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
+_COLUMNS = ("task", "config", "accuracy [95% CI]", "sampled", "peak KV", "max pos", "wall s",
+            "tools", "redundancy", "failures")
+_LEFT = ("task", "config", "failures")
+
+
+def _rows(outcomes: Sequence[Outcome]) -> list[tuple[str, ...]]:
+    """One row of :data:`_COLUMNS` per task and configuration."""
+    return [(c.task, c.config,
+             f"{c.num_correct}/{c.num_questions} = {c.accuracy:.0%} "
+             f"[{c.ci_low:.0%}, {c.ci_high:.0%}]",
+             f"{c.mean_sampled_tokens:.1f}", str(c.peak_live_kv), str(c.max_position),
+             f"{c.mean_wall_time_s:.2f}", f"{c.mean_tool_calls:.1f}",
+             "-" if c.mean_redundancy is None else
+             f"{c.mean_redundancy:.0%} · {c.duplicate_titles} dup",
+             ", ".join(f"{k} {v}" for k, v in c.failures.items()) or "-")
+            for c in summarize(outcomes)]
+
+
 def render_table(outcomes: Sequence[Outcome], *, title: str = "tim eval") -> Any:
     """A :class:`rich.table.Table` with one row per task and configuration: accuracy with
     its Wilson interval, mean sampled tokens, the peak live KV and max position over the
@@ -132,21 +150,27 @@ def render_table(outcomes: Sequence[Outcome], *, title: str = "tim eval") -> Any
     from rich.table import Table
 
     table = Table(title=title)
-    for name in ("task", "config", "accuracy [95% CI]", "sampled", "peak KV", "max pos",
-                 "wall s", "tools", "redundancy", "failures"):
-        table.add_column(name, justify="left" if name in ("task", "config", "failures")
-                         else "right", no_wrap=name in ("task", "config"))
-    for c in summarize(outcomes):
-        table.add_row(
-            c.task, c.config,
-            f"{c.num_correct}/{c.num_questions} = {c.accuracy:.0%} "
-            f"[{c.ci_low:.0%}, {c.ci_high:.0%}]",
-            f"{c.mean_sampled_tokens:.1f}", str(c.peak_live_kv), str(c.max_position),
-            f"{c.mean_wall_time_s:.2f}", f"{c.mean_tool_calls:.1f}",
-            "-" if c.mean_redundancy is None else
-            f"{c.mean_redundancy:.0%} · {c.duplicate_titles} dup",
-            ", ".join(f"{k} {v}" for k, v in c.failures.items()) or "-")
+    for name in _COLUMNS:
+        table.add_column(name, justify="left" if name in _LEFT else "right",
+                         no_wrap=name in ("task", "config"))
+    for row in _rows(outcomes):
+        table.add_row(*row)
     return table
+
+
+def render_markdown(outcomes: Sequence[Outcome]) -> str:
+    """The same table as :func:`render_table`, in Markdown (for docs and notes).
+
+    >>> o = Outcome(task="lookup", size=2, seed=0, config="cot", correct=True, answer="7",
+    ...             failure=None, prompt_tokens=5, sampled_tokens=3, peak_live_kv=8,
+    ...             max_position=7, wall_time_s=0.5)
+    >>> print(render_markdown([o]).splitlines()[2])
+    | lookup | cot | 1/1 = 100% [21%, 100%] | 3.0 | 8 | 7 | 0.50 | 0.0 | - | - |
+    """
+    lines = ["| " + " | ".join(_COLUMNS) + " |",
+             "|" + "|".join("---" if n in _LEFT else "---:" for n in _COLUMNS) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in _rows(outcomes)]
+    return "\n".join(lines)
 
 
 def plot_accuracy(outcomes: Sequence[Outcome], path: str | Path, *, title: str = "") -> bool:
