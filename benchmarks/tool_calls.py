@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> dict:
             rows = []
             for q in questions:
                 if args.first_decision:
-                    row = first_decision(runtime, q, max_new_tokens=args.max_new_tokens)
+                    row = first_decision(runtime, loaded, q, max_new_tokens=args.max_new_tokens)
                     rows.append(row)
                     print(f"{model_name} {variant} size {q.size} seed {q.seed}: first task "
                           f"{row['decision']}, {row['sampled_tokens']} tokens, "
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
-def first_decision(runtime: Runtime, question, *, max_new_tokens: int) -> dict:
+def first_decision(runtime: Runtime, loaded, question, *, max_new_tokens: int) -> dict:
     """Decode greedily until the first planned task (stream ``(0,)``) has chosen its
     ``tooluse``, then stop: ``"call"`` (its text goes on with ``{``), ``"null"``, or
     ``"none"`` when the run ended first. The same tokens as a full greedy run up to there."""
@@ -176,24 +176,85 @@ def first_decision(runtime: Runtime, question, *, max_new_tokens: int) -> dict:
     start = time.perf_counter()
     result = runtime.reason(question.text, tools=question.tools(), max_new_tokens=max_new_tokens,
                             temperature=0.0, on_event=on_event)
-    return {"size": question.size, "seed": question.seed,
-            "decision": decided[0] if decided else "none",
-            "sampled_tokens": result.stats.tokens_generated,
-            "prompt_tokens": len(result.record.prompt_ids),
-            "wall_time_s": time.perf_counter() - start}
+    row = {"size": question.size, "seed": question.seed,
+           "decision": decided[0] if decided else "none",
+           "sampled_tokens": result.stats.tokens_generated,
+           "prompt_tokens": len(result.record.prompt_ids),
+           "wall_time_s": time.perf_counter() - start}
+    if decided:
+        row |= call_probability(loaded, result.record)
+    return row
+
+
+_PIECES: dict = {}
+
+
+def _vocab_pieces(tokenizer, size: int) -> list[str]:
+    """Every token's text alone, once per tokenizer (ids past the tokenizer's: empty)."""
+    if id(tokenizer) not in _PIECES:
+        _PIECES[id(tokenizer)] = [tokenizer.decode([i]) if i < len(tokenizer) else ""
+                                  for i in range(size)]
+    return _PIECES[id(tokenizer)]
+
+
+def call_probability(loaded, record) -> dict:
+    """How close the first task came to calling the tool: the model's probability, at the
+    token that decided, of the tokens that would start a call (``{``) against those that
+    would write ``null``, from an independent Hugging Face forward over the task's view.
+
+    The view is rebuilt from the record (the prompt, the root's tokens the task started on,
+    the task's tokens up to the deciding one) and checked: nothing was evicted from it, its
+    positions are contiguous, and HF's log-probability of the token the engine sampled there
+    matches the engine's own within 1e-3.
+    """
+    import torch
+
+    tok = loaded.tokenizer
+    root, task = record.streams[()], record.streams[(0,)]
+    assert not any(e.stream in ((), (0,)) for e in record.evictions), "the view was pruned"
+    seen = task.parent_tokens - len(record.prompt_ids)
+    view = list(record.prompt_ids) + root.token_ids[:seen]
+    for k in range(len(task.token_ids)):  # the token that writes past '"tooluse":'
+        _, found, rest = tok.decode(task.token_ids[: k + 1]).partition('"tooluse":')
+        if found and rest.strip():
+            break
+    before = tok.decode(task.token_ids[:k])
+    assert task.position_ids[:k] == list(range(len(view), len(view) + k))  # contiguous
+    assert not task.forced[k], "the deciding token was forced"
+    ids = torch.tensor([view + task.token_ids[:k]])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(loaded.model(ids).logits[0, -1].double(), dim=-1)
+    engine_lp = task.logprobs[k]
+    assert abs(float(logprobs[task.token_ids[k]]) - engine_lp) < 1e-3, (
+        f"the rebuilt view does not reproduce the engine: HF {float(logprobs[task.token_ids[k]])}"
+        f" vs {engine_lp}")
+    probs = logprobs.exp().tolist()
+    call = null = 0.0
+    for token_id, piece in enumerate(_vocab_pieces(tok, len(probs))):
+        after = (before + piece).partition('"tooluse":')[2].lstrip()  # what the token makes
+        if after.startswith("{"):
+            call += probs[token_id]
+        elif after.startswith("n"):
+            null += probs[token_id]
+    return {"p_call": call, "p_null": null}
 
 
 def decision_rows(report: dict) -> list[str]:
     """The markdown table of ``--first-decision``: one row per model and variant."""
     lines = ["| model | variant | questions | first task calls the tool [95% CI] | run ended "
-             "before deciding | prompt tokens |", "|---|---|---:|---|---:|---:|"]
+             "before deciding | P(call) at the decision: mean, max | P(call or null) | "
+             "prompt tokens |", "|---|---|---:|---|---:|---|---:|---:|"]
     for model, data in report["models"].items():
         for variant, rows in data["outcomes"].items():
             n = len(rows)
             k = sum(r["decision"] == "call" for r in rows)
             lo, hi = wilson_interval(k, n)
+            calls = [r["p_call"] for r in rows if "p_call" in r]
+            both = [r["p_call"] + r["p_null"] for r in rows if "p_call" in r]
+            p_call = (f"{sum(calls) / len(calls):.2g}, {max(calls):.2g}" if calls else "–")
+            p_both = f"{min(both):.3f}–{max(both):.3f}" if both else "–"
             lines.append(f"| {model} | {variant} | {n} | {k}/{n} [{lo:.0%}, {hi:.0%}] | "
-                         f"{sum(r['decision'] == 'none' for r in rows)} | "
+                         f"{sum(r['decision'] == 'none' for r in rows)} | {p_call} | {p_both} | "
                          f"{sum(r['prompt_tokens'] for r in rows) / n:.0f} |")
         for variant, why in data["skipped"].items():
             lines.append(f"| {model} | {variant} | – | {why} | | |")
