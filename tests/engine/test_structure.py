@@ -10,6 +10,7 @@ from tim.engine.config import EngineConfig
 from tim.engine.engine import Engine
 from tim.engine.sampler import SamplingParams
 from tim.models import tiny_model
+from tim.models.tiny import tiny_tokenizer
 from tim.result import Result
 from tim.tree import get_format
 
@@ -88,3 +89,23 @@ def test_the_budget_of_sampled_tokens_holds_exactly_with_concurrent_workers(lm, 
     assert record.max_concurrency == 3
     sampled = sum(not f for s in record.streams.values() for f in s.forced)
     assert record.num_generated == sampled == budget
+
+
+@pytest.mark.parametrize("structure", ["grammar", "free"])
+def test_a_fork_token_that_carries_a_newline_past_the_plan_joins(structure):
+    # Qwen2's tokenizer writes "],\n" as one token; the join text (', "answer": "') then
+    # goes on after it, whitespace aside, instead of failing the run
+    tok = tiny_tokenizer(merged=("],\n",))
+    lm = tiny_model("qwen3", vocab_size=len(tok))
+    fmt = get_format("parallel")
+    texts = {(): '{"reasoning": [{"title": "A"}],\n"answer": "done"}',
+             (0,): fmt.child_header("A") + 'x", "tooluse": null, "subtasks": null, '
+                                           '"conclusion": "ok"}'}
+    assert tok.convert_tokens_to_ids("],Ċ") in tok.encode(texts[()], add_special_tokens=False)
+    engine = Engine(lm.model, tok, EngineConfig(format="parallel", structure=structure,
+                                                max_new_tokens=400))
+    record = engine.run(tok.encode("Q: 2 + 2?", add_special_tokens=False),
+                        chooser=TextReplay(texts, tok))
+    assert record.error is None, record.error
+    assert record.streams[()].text == texts[()]
+    assert Result.of(record).answer == "done"

@@ -24,7 +24,7 @@ from tim.engine.record import ForkRecord, JoinRecord, RunRecord, SightRecord
 from tim.engine.streams import Stream, StreamStatus
 from tim.tree import TaskPath
 
-__all__ = ["Force", "Fail", "ForkJoin"]
+__all__ = ["Force", "Fail", "ForkJoin", "join_rest"]
 
 
 @dataclass(frozen=True)
@@ -100,13 +100,13 @@ class ForkJoin:
             del streams[child.path]
             parent.num_joined += 1
         extra = parent.detok.text[parent.fork_offset:]  # text the fork token carried past ']'
-        join_text = self.fmt.join_text(parent.depth)
-        if not join_text.startswith(extra):
+        rest = join_rest(self.fmt.join_text(parent.depth), extra)
+        if rest is None:
             return [Fail(parent, f"unexpected text {extra!r} after the plan's ']'")]
         parent.status = StreamStatus.RUNNING
         if parent.path:
             self.pruner.mark_close(parent.path, parent.path)
-        return [Force(parent, join_text[len(extra):])]
+        return [Force(parent, rest)]
 
     def _join(self, parent: Stream, child: Stream) -> None:
         self.emit("join", child.path, None)
@@ -143,3 +143,26 @@ class ForkJoin:
             self.record.sights.append(SightRecord(self.record.num_steps + 1, child.path,
                                                   tuple(seen.items())))
         return tuple(ranges)
+
+
+def join_rest(join_text: str, extra: str) -> str | None:
+    r"""What to force after ``extra``, the text a fork token carried past the plan's ``]``,
+    so that the stream reads as ``join_text`` up to whitespace between JSON tokens; None if
+    ``extra`` does not start it. A tokenizer may merge ``],\n`` into one token.
+
+    >>> join_rest(', "answer": "', ""), join_rest(', "answer": "', ",")
+    (', "answer": "', ' "answer": "')
+    >>> join_rest(', "answer": "', ",\n"), join_rest(', "answer": "', '}')
+    ('"answer": "', None)
+    """
+    i = 0
+    for ch in extra:
+        if ch.isspace():
+            continue
+        while i < len(join_text) and join_text[i].isspace():
+            i += 1
+        if i == len(join_text) or join_text[i] != ch:
+            return None
+        i += 1
+    rest = join_text[i:]
+    return rest.lstrip() if extra[-1:].isspace() else rest

@@ -27,12 +27,17 @@ CHATML_TEMPLATE = (
 )
 
 
-def tiny_tokenizer(*, model_max_length: int = 512) -> PreTrainedTokenizerFast:
+def tiny_tokenizer(*, model_max_length: int = 512,
+                   merged: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
     """A byte-level tokenizer: ids 0..255 are the bytes, then the ChatML specials.
 
     ``<|im_start|>`` = 256, ``<|im_end|>`` = 257 (eos), ``<|endoftext|>`` = 258 (pad).
     There are no merges, so any text round-trips byte for byte. Ids past the vocabulary
     decode to nothing, and a cut UTF-8 sequence decodes to U+FFFD.
+
+    ``merged`` adds, for each string, a token made by merges (and one for each of its
+    prefixes, ids from 259 on), for tests that need a token spanning what a real tokenizer
+    merges (``"],\\n"``, as Qwen2's does); text is then not split before the merges.
 
     Examples
     --------
@@ -48,8 +53,16 @@ def tiny_tokenizer(*, model_max_length: int = 512) -> PreTrainedTokenizerFast:
     alphabet = _bytes_to_unicode()
     vocab = {alphabet[b]: b for b in range(NUM_BYTE_TOKENS)}
     vocab.update({tok: NUM_BYTE_TOKENS + i for i, tok in enumerate(SPECIAL_TOKENS)})
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    merges = []
+    for text in merged:
+        pieces = [alphabet[b] for b in text.encode()]
+        for piece in pieces[1:]:
+            merges.append((pieces[0], piece))
+            pieces[0] += piece
+            vocab.setdefault(pieces[0], len(vocab))
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False,
+                                                     use_regex=not merged)
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens(list(SPECIAL_TOKENS))
     tokenizer = PreTrainedTokenizerFast(
