@@ -15,7 +15,7 @@ from typing import Any
 from tim.eval.runner import Outcome
 
 __all__ = ["Cell", "wilson_interval", "summarize", "to_json", "from_json", "save_json",
-           "load_json", "render_table", "render_markdown", "plot_accuracy", "REPORT_VERSION"]
+           "load_json", "render_table", "render_markdown", "ending", "plot_accuracy", "REPORT_VERSION"]
 
 REPORT_VERSION = 1
 
@@ -173,9 +173,23 @@ def render_markdown(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def ending(outcome: Outcome) -> str:
+    """How a run ended, for the plot: ``correct``, ``wrong answer`` or its failure.
+
+    >>> o = Outcome(task="lookup", size=2, seed=0, config="cot", correct=False, answer="7",
+    ...             failure=None, prompt_tokens=5, sampled_tokens=3, peak_live_kv=8,
+    ...             max_position=7, wall_time_s=0.5)
+    >>> ending(o), ending(Outcome(**{**o.to_json(), "failure": "max_new_tokens"}))
+    ('wrong answer', 'max_new_tokens')
+    """
+    return "correct" if outcome.correct else outcome.failure or "wrong answer"
+
+
 def plot_accuracy(outcomes: Sequence[Outcome], path: str | Path, *, title: str = "") -> bool:
-    """Accuracy against problem size per configuration, one panel per task, with the
-    Wilson intervals as bars. Returns False (and draws nothing) without matplotlib."""
+    """One column per task: accuracy against problem size per configuration, with the
+    Wilson intervals as bars; below it, how each configuration's runs ended (correct, wrong
+    answer, out of budget, ...), stacked. Returns False (and draws nothing) without
+    matplotlib."""
     try:
         import matplotlib
 
@@ -185,17 +199,33 @@ def plot_accuracy(outcomes: Sequence[Outcome], path: str | Path, *, title: str =
         return False
     cells = summarize(outcomes, by_size=True)
     tasks = list(dict.fromkeys(c.task for c in cells))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
-        for config in dict.fromkeys(c.config for c in cells if c.task == task):
+    kinds = sorted({ending(o) for o in outcomes},
+                   key=lambda k: ({"correct": 0, "wrong answer": 1}.get(k, 2), k))
+    colors = dict(zip(kinds, plt.get_cmap("tab10").colors, strict=False))
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.8 * len(tasks), 8), squeeze=False)
+    for ax, bars, task in zip(axes[0], axes[1], tasks, strict=True):
+        configs = list(dict.fromkeys(c.config for c in cells if c.task == task))
+        for i, config in enumerate(configs):
             line = sorted((c for c in cells if c.task == task and c.config == config),
                           key=lambda c: c.size or 0)
-            xs = [c.size for c in line]
+            dodge = 0.06 * (i - (len(configs) - 1) / 2)  # equal values stay visible
+            xs = [(c.size or 0) + dodge for c in line]
             ys = [c.accuracy for c in line]
             err = [[c.accuracy - c.ci_low for c in line], [c.ci_high - c.accuracy for c in line]]
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=config)
-        ax.set(title=task, xlabel="problem size", ylabel="accuracy", ylim=(-0.05, 1.05))
+        ax.set(title=task, xlabel="problem size", ylabel="accuracy", ylim=(-0.05, 1.05),
+               xticks=sorted({c.size for c in cells if c.task == task}))
         ax.legend(fontsize=7)
+        bottom = [0] * len(configs)
+        for kind in kinds:
+            counts = [sum(1 for o in outcomes if o.task == task and o.config == config
+                          and ending(o) == kind) for config in configs]
+            bars.barh(configs, counts, left=bottom, color=colors[kind], label=kind)
+            bottom = [b + n for b, n in zip(bottom, counts, strict=True)]
+        bars.set(xlabel="runs", title=f"{task}: how the runs ended")
+        bars.invert_yaxis()
+        bars.tick_params(axis="y", labelsize=7)
+        bars.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
