@@ -66,6 +66,9 @@ class Runtime:
     prompt_style : PromptStyle, optional
         Where the worked examples go, whether a tool-call example is added, whether the chat
         template sees the tools (default ``PromptStyle()``).
+    tool_bias : float
+        Nats added to a tool call at every ``tooluse`` choice (:mod:`tim.engine.tool_bias`);
+        0 (default) leaves the model's choice alone. Needs tim's own sampler.
     seed : int
         Seeds sampling; each stream draws from its own generator.
 
@@ -101,6 +104,7 @@ class Runtime:
         siblings: str = "isolated",
         collaboration_prompt: bool = True,
         prompt_style: PromptStyle | None = None,
+        tool_bias: float = 0.0,
         seed: int = 0,
         served_model: str | None = None,
         tokenizer: Any = None,
@@ -120,6 +124,7 @@ class Runtime:
         self.loaded = (LoadedModel(None, load_tokenizer(tokenizer), served_model)
                        if self.remote else load_model(model, device=device, dtype=dtype))
         self.backend, self.seed = backend, seed
+        self.tool_bias = SamplingParams(tool_bias=tool_bias).tool_bias  # checked here
         self.format = get_format(format)
         # Runtime.cancel() reaches the engine of the call in progress, or the next call's.
         self._lock = threading.Lock()
@@ -179,7 +184,7 @@ class Runtime:
         _check_question(question)
         engine = self.engine(tools=tools)
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
-                                  seed=self.seed)
+                                  seed=self.seed, tool_bias=self.tool_bias)
         return self._reason(engine, question, sampling, max_new_tokens=max_new_tokens,
                             on_step=on_step, on_event=on_event)
 
@@ -233,7 +238,7 @@ class Runtime:
         engine = self.engine()
         prompts = [self.prompt(q) for q in questions]
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
-                                  seed=self.seed)
+                                  seed=self.seed, tool_bias=self.tool_bias)
         with self._activated(engine):
             records = engine.run_many(prompts, sampling=sampling, max_new_tokens=max_new_tokens)
         return [Result.of(r, question=q, model=self.loaded.name)
@@ -286,7 +291,7 @@ class Runtime:
         _check_question(question)
         engine = self.engine(tools=tools)
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
-                                  seed=self.seed)
+                                  seed=self.seed, tool_bias=self.tool_bias)
         events: queue.Queue = queue.Queue()
         done = object()
         outcome: dict[str, Any] = {}

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import torch
 
 from tim.engine.sampler import SamplingParams, sample
+from tim.engine.tool_bias import ToolBias
 from tim.errors import TimError
 from tim.tree import TaskPath
 
@@ -27,13 +28,20 @@ class Chooser(Protocol):
 class SamplingChooser:
     """Sample from the model (greedy when ``temperature == 0``), one generator per stream."""
 
-    def __init__(self, params: SamplingParams) -> None:
+    def __init__(self, params: SamplingParams, tokenizer: Any = None) -> None:
         self.params = params
         self.seed = params.seed
+        self.tool_bias = None
+        if params.tool_bias:
+            if tokenizer is None:
+                raise ValueError("tool_bias needs the tokenizer, to find the tokens that "
+                                 "start a call")
+            self.tool_bias = ToolBias(tokenizer, params.tool_bias)
 
     def choose(self, streams: Sequence[Any], logits: torch.Tensor,
                bitmask: torch.Tensor | None = None) -> list[tuple[int, float]]:
-        out = sample(logits, self.params, [s.rng for s in streams], bitmask)
+        bias = None if self.tool_bias is None else self.tool_bias.rows(streams, logits)
+        out = sample(logits, self.params, [s.rng for s in streams], bitmask, bias)
         return list(zip(out.token_ids.tolist(), out.logprobs.tolist(), strict=True))
 
 

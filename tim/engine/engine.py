@@ -27,11 +27,17 @@ from tim.tree import get_format
 __all__ = ["Engine", "default_chooser"]
 
 
-def default_chooser(executor: Executor, sampling: SamplingParams) -> Chooser:
+def default_chooser(executor: Executor, sampling: SamplingParams,
+                    tokenizer: Any = None) -> Chooser:
     """The executor's own chooser when its model samples (a remote server), else tim's
-    sampler."""
+    sampler (``tokenizer`` is for ``sampling.tool_bias``)."""
     own = getattr(executor, "chooser", None)
-    return own(sampling) if own is not None else SamplingChooser(sampling)
+    if own is None:
+        return SamplingChooser(sampling, tokenizer)
+    if sampling.tool_bias:
+        raise ValueError("tool_bias needs tim's own sampler; a remote server samples for "
+                         "itself")
+    return own(sampling)
 
 
 class Engine:
@@ -196,7 +202,8 @@ class Engine:
             executor = self.new_executor()
             self._executors.append(executor)
             run = Run(self, list(prompt_ids),
-                      chooser or default_chooser(executor, sampling or SamplingParams()),
+                      chooser or default_chooser(executor, sampling or SamplingParams(),
+                                                        self.tokenizer),
                       constrained=chooser is None, on_event=on_event, executor=executor,
                       max_new_tokens=max_new_tokens)
             try:
@@ -235,7 +242,8 @@ class Engine:
             self._executors.append(executor)
             runs = [
                 Run(self, list(p),
-                    default_chooser(executor, replace(sampling, seed=sampling.seed + i)),
+                    default_chooser(executor, replace(sampling, seed=sampling.seed + i),
+                                    self.tokenizer),
                      constrained=True, on_event=None, executor=executor,
                      max_new_tokens=max_new_tokens)
                 for i, p in enumerate(prompts)

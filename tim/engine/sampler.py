@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -29,8 +30,11 @@ class SamplingParams:
     top_p: float = 1.0
     top_k: int = 0
     seed: int = 0
+    tool_bias: float = 0.0  # nats added to a call at every tooluse choice (tim.engine.tool_bias)
 
     def __post_init__(self) -> None:
+        if not math.isfinite(self.tool_bias):
+            raise ValueError(f"tool_bias must be a finite number of nats, got {self.tool_bias!r}")
         if not self.temperature >= 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
         if not 0 < self.top_p <= 1:
@@ -74,14 +78,17 @@ def sample(
     params: SamplingParams,
     generators: list[torch.Generator],
     bitmask: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
 ) -> Sampled:
-    """Pick one token per row of ``logits`` (B, V).
+    """Pick one token per row of ``logits`` (B, V), after adding ``bias`` (B, V) if given.
 
     The recorded log-probability is the model's own (log_softmax of the raw logits), so the
-    oracles can compare it with a plain forward whatever mask or temperature was used.
+    oracles can compare it with a plain forward whatever mask, bias or temperature was used.
     """
     logits = logits.float()
     raw_logprobs = torch.log_softmax(logits, dim=-1)  # (B, V)
+    if bias is not None:
+        logits = logits + bias
     masked = apply_token_bitmask(logits, bitmask) if bitmask is not None else logits
     if params.greedy:
         token_ids = masked.argmax(dim=-1)

@@ -161,7 +161,7 @@ class Batcher:
             return
         on_event = None if job.on_event is None else _structural(job.on_event)
         try:
-            run = Run(job.engine, job.prompt_ids, SamplingChooser(job.sampling),
+            run = Run(job.engine, job.prompt_ids, SamplingChooser(job.sampling, job.engine.tokenizer),
                       constrained=True, on_event=on_event, executor=self.executor,
                       max_new_tokens=job.max_new_tokens)
         except Exception as exc:  # e.g. no KV room for the prompt
