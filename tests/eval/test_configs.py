@@ -15,6 +15,10 @@ tim_configs = st.builds(EvalConfig, method=st.sampled_from(("thread2", "parallel
                                           st.integers(0, 9).map(lambda k: f"buffer:{k}")),
                         positions=st.sampled_from(("shift", "reencode", "keep")),
                         tools=st.booleans())
+biased_configs = st.builds(EvalConfig, method=st.sampled_from(("thread2", "parallel")),
+                           tools=st.just(True),
+                           tool_bias=st.one_of(st.integers(-20, 20).map(float),
+                                               st.sampled_from((0.5, 2.5, -1.25))))
 shared_configs = st.builds(EvalConfig, method=st.just("parallel"),
                            pruning=st.sampled_from(("none", "buffer:1")),
                            siblings=st.sampled_from(("isolated", "shared", "shared-noprompt")),
@@ -23,6 +27,11 @@ shared_configs = st.builds(EvalConfig, method=st.just("parallel"),
 
 @given(shared_configs)
 def test_sibling_modes_round_trip(config):
+    assert parse_config(config.name) == config
+
+
+@given(biased_configs)
+def test_tool_biases_round_trip(config):
     assert parse_config(config.name) == config
 
 
@@ -36,6 +45,7 @@ def test_name_round_trips(config):
     ("thread2/none/buffer:1", "names its pruning twice"), ("cot/none", "cot takes no options"),
     ("thread2/shared", "only parallel siblings run concurrently"),
     ("parallel/shared/shared-noprompt", "names its siblings twice"),
+    ("parallel/bias:4", "a tool bias needs tools offered"), ("parallel/tools/bias:x", "'bias:x'"),
 ])
 def test_bad_specs(spec, message):
     with pytest.raises(ValueError, match=message):

@@ -1,13 +1,15 @@
 """Configurations ``tim eval`` compares, named by short specs.
 
-A spec is ``METHOD[/PRUNING][/POSITIONS][/SIBLINGS][/tools]``:
+A spec is ``METHOD[/PRUNING][/POSITIONS][/SIBLINGS][/tools[/bias:B]]``:
 
 - ``cot``: plain chain of thought through HF ``generate`` (no tools);
 - ``thread2`` or ``parallel``: tim's two formats, with a pruning rule (``none`` or
   ``buffer:K``, default ``buffer:1``), a position policy (``shift``, default, ``reencode``
   or ``keep``) and ``tools`` to offer the task's tools;
 - ``parallel`` also takes ``shared`` (siblings see each other, with the collaboration prompt)
-  or ``shared-noprompt`` (the same, with the isolated instructions).
+  or ``shared-noprompt`` (the same, with the isolated instructions);
+- ``bias:B``, with ``tools``: ``B`` nats towards a call at every ``tooluse`` choice
+  (:mod:`tim.engine.tool_bias`).
 
 Every configuration gets the same sampled-token budget and the same questions.
 """
@@ -25,6 +27,7 @@ SIBLINGS = ("shared", "shared-noprompt")  # spec parts; isolated is the default
 DEFAULT_CONFIGS = ("cot", "thread2/none", "thread2/buffer:1", "parallel/buffer:1",
                    "parallel/buffer:1/tools")
 _PRUNING = re.compile(r"none|buffer:\d+")
+_BIAS = re.compile(r"bias:(-?\d+(?:\.\d+)?)")
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,12 @@ class EvalConfig:
     positions: str = "shift"
     tools: bool = False
     siblings: str = "isolated"  # or one of SIBLINGS
+    tool_bias: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.tool_bias and not self.tools:
+            raise ValueError(f"a tool bias needs tools offered, got bias {self.tool_bias!r} "
+                             "without tools")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if not _PRUNING.fullmatch(self.pruning):
@@ -79,6 +86,8 @@ class EvalConfig:
             parts.append(self.siblings)
         if self.tools:
             parts.append("tools")
+        if self.tool_bias:
+            parts.append(f"bias:{self.tool_bias:g}")
         return "/".join(parts)
 
 
@@ -86,23 +95,27 @@ def parse_config(spec: str) -> EvalConfig:
     """A config from its spec.
 
     >>> parse_config("thread2/none/reencode/tools")
-    EvalConfig(method='thread2', pruning='none', positions='reencode', tools=True, siblings='isolated')
+    EvalConfig(method='thread2', pruning='none', positions='reencode', tools=True, siblings='isolated', tool_bias=0.0)
+    >>> parse_config("parallel/tools/bias:4").name
+    'parallel/buffer:1/tools/bias:4'
     >>> parse_config("thread2/buffer:x")
     Traceback (most recent call last):
-    ValueError: config 'thread2/buffer:x': 'buffer:x' is not a pruning rule (none, buffer:K), a position policy (shift, reencode, keep), shared, shared-noprompt or 'tools'
+    ValueError: config 'thread2/buffer:x': 'buffer:x' is not a pruning rule (none, buffer:K), a position policy (shift, reencode, keep), shared, shared-noprompt, 'tools' or bias:B
     """
     method, *rest = spec.strip().split("/")
     fields: dict[str, object] = {}
     for part in rest:
         key = ("pruning" if _PRUNING.fullmatch(part) else "positions" if part in POSITIONS
-               else "siblings" if part in SIBLINGS else "tools" if part == "tools" else None)
+               else "siblings" if part in SIBLINGS else "tools" if part == "tools"
+               else "tool_bias" if _BIAS.fullmatch(part) else None)
         if key is None:
             raise ValueError(f"config {spec!r}: {part!r} is not a pruning rule (none, buffer:K), "
                              "a position policy (shift, reencode, keep), shared, "
-                             "shared-noprompt or 'tools'")
+                             "shared-noprompt, 'tools' or bias:B")
         if key in fields:
             raise ValueError(f"config {spec!r} names its {key} twice")
-        fields[key] = True if key == "tools" else part
+        fields[key] = (True if key == "tools" else float(part.split(":")[1])
+                       if key == "tool_bias" else part)
     if method == "cot" and rest:
         raise ValueError(f"config {spec!r}: cot takes no options")
     try:

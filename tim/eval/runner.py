@@ -162,7 +162,7 @@ def make_runtime(loaded: Any, config: EvalConfig, *, seed: int = 0) -> Any:
     return Runtime(model=(loaded.model, loaded.tokenizer), format=config.method,
                    pruning=config.pruning, positions=config.positions, seed=seed,
                    siblings="isolated" if config.siblings == "isolated" else "shared",
-                   collaboration_prompt=config.siblings == "shared")
+                   collaboration_prompt=config.siblings == "shared", tool_bias=config.tool_bias)
 
 
 def run_eval(loaded: Any, configs: Sequence[EvalConfig], questions: Sequence[Question], *,
