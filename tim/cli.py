@@ -64,6 +64,8 @@ def _add_run_options(p: argparse.ArgumentParser, *, model_default: str | None) -
     p.add_argument("--max-new-tokens", type=int, default=600, help="sampled-token budget")
     p.add_argument("--temperature", type=float, default=0.3)
     p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--tool-bias", type=float, default=0.0, metavar="NATS",
+                   help="added to a tool call at every tooluse choice (0: the model's own)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--structure", default="grammar", choices=["grammar", "free"],
                    help="decode under the format's grammar, or free (parse errors end a task)")
@@ -139,6 +141,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             pruning=args.pruning, positions=args.positions, max_depth=args.max_depth,
             max_fanout=args.max_fanout, structure=args.structure, seed=args.seed,
             max_string_chars=args.max_string_chars, siblings=args.siblings,
+            tool_bias=args.tool_bias,
         )
     console.print(f"[bold]question:[/] {args.question}")
     with _progress(console, args.max_new_tokens) as on_step:
