@@ -75,7 +75,7 @@ def test_report_merges_runs_of_other_seeds_and_refuses_overlaps(tmp_path, capsys
     capsys.readouterr()
     assert main(["eval", "--report", f"{paths[0]},{paths[1]}"]) == 0
     out = capsys.readouterr().out
-    assert "2 per size" in out and "0/2" in out
+    assert "2 questions" in out and "0/2" in out
     assert main(["eval", "--report", f"{paths[0]},{paths[1]}", "--markdown"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[2].startswith("| task | config | accuracy [95% CI] |")

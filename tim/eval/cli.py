@@ -149,7 +149,6 @@ def _merge(reports: list[tuple[list[Any], dict[str, Any]]], paths: tuple[str, ..
             raise ValueError(f"{path} differs from {paths[0]} in {', '.join(differ)}; only runs "
                              "of one model and settings can be merged")
         outcomes += more
-        meta["questions_per_size"] += other["questions_per_size"]
         meta["complete"] = meta.get("complete", True) and other.get("complete", True)
     keys = [(o.task, o.size, o.seed, o.config) for o in outcomes]
     if len(set(keys)) != len(keys):
@@ -167,7 +166,8 @@ def _report(outcomes: list[Any], meta: dict[str, Any], *, plot: str | None,
 
     window = f", window {meta['window']}" if meta.get("window") else ""
     partial = "" if meta.get("complete", True) else f" (stopped: {len(outcomes)} runs)"
-    title = (f"tim eval: {meta['model']}, {meta['questions_per_size']} per size, budget "
+    questions = len({(o.task, o.size, o.seed) for o in outcomes})
+    title = (f"tim eval: {meta['model']}, {questions} questions, budget "
              f"{meta['max_new_tokens']} sampled tokens{window}{partial}")
     if markdown:
         print(f"{title}\n\n{render_markdown(outcomes)}")
