@@ -12,7 +12,7 @@ greedy) through one :class:`tim.PromptStyle` per variant, one change at a time:
 - ``tool-example+turns``: the two examples, both as earlier turns.
 
 Per model and variant it reports tool calls per question, the share of questions with at
-least one call, accuracy, and **leaks**: answers that copy a worked example (they contain an
+least one call, accuracy, and **leaks**: answers that copy a worked example (tim.eval.leaks: they contain an
 example's conclusion or answer, with a digit or 8+ characters, that is neither in the
 question nor the expected answer, e.g. ``391 + 60 = 451``), each share with its 95% Wilson
 interval.
@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 
@@ -49,11 +48,11 @@ from machine import machine, machine_line  # the script's folder
 
 from tim.api import PromptStyle, Runtime
 from tim.eval.configs import parse_config
+from tim.eval.leaks import copies_example
 from tim.eval.report import wilson_interval
 from tim.eval.runner import Outcome, run_tim
 from tim.eval.tasks import make_questions
 from tim.tree import get_format
-from tim.tree.formats.common import worked_examples
 
 VARIANTS = {
     "base": PromptStyle(),
@@ -63,26 +62,6 @@ VARIANTS = {
     "tool-example+turns": PromptStyle(examples="turns", tool_example=True),
 }
 CONFIG = parse_config("parallel/buffer:1/tools")
-
-
-def leak_markers(tools) -> list[str]:
-    """Every worked example's conclusions and answer (3+ characters with a digit, or 8+),
-    and its answer's numbers of 3+ digits: text another question's answer has no reason to
-    contain."""
-    markers = set()
-    for _, tree in worked_examples(tools, tool_example=True):
-        texts = [tree.answer] + [task.conclusion for _, task in tree.walk()]
-        # a digit or 8+ characters: "yes" alone is no sign of copying
-        markers |= {t for t in texts if len(t) >= 3 and (re.search(r"\d", t) or len(t) >= 8)}
-        markers |= set(re.findall(r"\d{3,}", tree.answer))
-    return sorted(markers, key=len, reverse=True)
-
-
-def leaks(answer: str | None, question_text: str, expected: str, markers: list[str]) -> bool:
-    """Whether ``answer`` copies a worked example (a marker absent from question and answer)."""
-    if not answer:
-        return False
-    return any(m in answer and m not in question_text and m not in expected for m in markers)
 
 
 def check_prompts(runtime: Runtime, name: str, base_ids: list[int], specs, tokenizer) -> str | None:
@@ -132,7 +111,6 @@ def run(args: argparse.Namespace) -> dict:
                 print(f"{model_name} {variant}: skipped, {why}", file=sys.stderr)
                 per_model["skipped"][variant] = why
                 continue
-            markers = leak_markers(specs)
             rows = []
             for q in questions:
                 if args.first_decision:
@@ -144,7 +122,7 @@ def run(args: argparse.Namespace) -> dict:
                     continue
                 outcome = run_tim(runtime, CONFIG, q, max_new_tokens=args.max_new_tokens,
                                   window=None, temperature=0.0)
-                leaked = leaks(outcome.answer, q.text, q.expected, markers)
+                leaked = copies_example(outcome.answer, q)
                 rows.append(outcome.to_json() | {"leak": leaked})
                 print(f"{model_name} {variant} size {q.size} seed {q.seed}: calls "
                       f"{outcome.tool_calls}, correct {outcome.correct}, leak {leaked}, "

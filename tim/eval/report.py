@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tim.eval.leaks import copied_example
 from tim.eval.runner import Outcome
 
 __all__ = ["Cell", "wilson_interval", "summarize", "to_json", "from_json", "save_json",
@@ -60,6 +61,7 @@ class Cell:
     mean_tool_calls: float = 0.0
     mean_redundancy: float | None = None  # over runs with a list of two siblings
     duplicate_titles: int = 0
+    copied_example: int = 0  # answers that copy a worked example (tim.eval.leaks)
 
 
 def _cell(task: str, config: str, size: int | None, group: Sequence[Outcome]) -> Cell:
@@ -80,7 +82,9 @@ def _cell(task: str, config: str, size: int | None, group: Sequence[Outcome]) ->
                 failures=dict(sorted(failures.items())),
                 mean_tool_calls=sum(o.tool_calls for o in group) / n,
                 mean_redundancy=sum(shares) / len(shares) if shares else None,
-                duplicate_titles=sum(o.duplicate_titles for o in group))
+                duplicate_titles=sum(o.duplicate_titles for o in group),
+                copied_example=sum(copied_example(o.task, o.size, o.seed, o.answer)
+                                   for o in group))
 
 
 def summarize(outcomes: Sequence[Outcome], *, by_size: bool = False) -> list[Cell]:
@@ -125,7 +129,7 @@ def load_json(path: str | Path) -> tuple[list[Outcome], dict[str, Any]]:
 
 
 _COLUMNS = ("task", "config", "accuracy [95% CI]", "sampled", "peak KV", "max pos", "wall s",
-            "tools", "redundancy", "failures")
+            "tools", "redundancy", "copied example", "failures")
 _LEFT = ("task", "config", "failures")
 
 
@@ -138,6 +142,7 @@ def _rows(outcomes: Sequence[Outcome]) -> list[tuple[str, ...]]:
              f"{c.mean_wall_time_s:.2f}", f"{c.mean_tool_calls:.1f}",
              "-" if c.mean_redundancy is None else
              f"{c.mean_redundancy:.0%} · {c.duplicate_titles} dup",
+             f"{c.copied_example}/{c.num_questions}",
              ", ".join(f"{k} {v}" for k, v in c.failures.items()) or "-")
             for c in summarize(outcomes)]
 
@@ -146,7 +151,8 @@ def render_table(outcomes: Sequence[Outcome], *, title: str = "tim eval") -> Any
     """A :class:`rich.table.Table` with one row per task and configuration: accuracy with
     its Wilson interval, mean sampled tokens, the peak live KV and max position over the
     questions, mean wall time per question, mean tool calls, sibling redundancy (mean share of
-    a sibling's 4-grams another wrote; duplicate titles), and how many runs failed, by reason."""
+    a sibling's 4-grams another wrote; duplicate titles), answers that copy a worked example
+    (:mod:`tim.eval.leaks`), and how many runs failed, by reason."""
     from rich.table import Table
 
     table = Table(title=title)
@@ -165,7 +171,7 @@ def render_markdown(outcomes: Sequence[Outcome]) -> str:
     ...             failure=None, prompt_tokens=5, sampled_tokens=3, peak_live_kv=8,
     ...             max_position=7, wall_time_s=0.5)
     >>> print(render_markdown([o]).splitlines()[2])
-    | lookup | cot | 1/1 = 100% [21%, 100%] | 3.0 | 8 | 7 | 0.50 | 0.0 | - | - |
+    | lookup | cot | 1/1 = 100% [21%, 100%] | 3.0 | 8 | 7 | 0.50 | 0.0 | - | 0/1 | - |
     """
     lines = ["| " + " | ".join(_COLUMNS) + " |",
              "|" + "|".join("---" if n in _LEFT else "---:" for n in _COLUMNS) + "|"]
