@@ -47,6 +47,7 @@ import time
 from machine import machine, machine_line  # the script's folder
 
 from tim.api import PromptStyle, Runtime
+from tim.engine.tool_bias import token_pieces
 from tim.eval.configs import parse_config
 from tim.eval.leaks import copies_example
 from tim.eval.report import wilson_interval
@@ -164,17 +165,6 @@ def first_decision(runtime: Runtime, loaded, question, *, max_new_tokens: int) -
     return row
 
 
-_PIECES: dict = {}
-
-
-def _vocab_pieces(tokenizer, size: int) -> list[str]:
-    """Every token's text alone, once per tokenizer (ids past the tokenizer's: empty)."""
-    if id(tokenizer) not in _PIECES:
-        _PIECES[id(tokenizer)] = [tokenizer.decode([i]) if i < len(tokenizer) else ""
-                                  for i in range(size)]
-    return _PIECES[id(tokenizer)]
-
-
 def call_probability(loaded, record) -> dict:
     """How close the first task came to calling the tool: the model's probability, at the
     token that decided, of the tokens that would start a call (``{``) against those that
@@ -208,8 +198,9 @@ def call_probability(loaded, record) -> dict:
         f" vs {engine_lp}")
     probs = logprobs.exp().tolist()
     call = null = 0.0
-    for token_id, piece in enumerate(_vocab_pieces(tok, len(probs))):
-        after = (before + piece).partition('"tooluse":')[2].lstrip()  # what the token makes
+    for token_id, piece in enumerate(token_pieces(tok, len(probs))):
+        # what the token makes the text say there (read here, not with tim.engine.tool_bias)
+        after = (before + piece).partition('"tooluse":')[2].lstrip()
         if after.startswith("{"):
             call += probs[token_id]
         elif after.startswith("n"):

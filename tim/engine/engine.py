@@ -203,7 +203,7 @@ class Engine:
             self._executors.append(executor)
             run = Run(self, list(prompt_ids),
                       chooser or default_chooser(executor, sampling or SamplingParams(),
-                                                        self.tokenizer),
+                                                 self.tokenizer),
                       constrained=chooser is None, on_event=on_event, executor=executor,
                       max_new_tokens=max_new_tokens)
             try:
