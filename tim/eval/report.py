@@ -207,7 +207,10 @@ def plot_accuracy(outcomes: Sequence[Outcome], path: str | Path, *, title: str =
     tasks = list(dict.fromkeys(c.task for c in cells))
     kinds = sorted({ending(o) for o in outcomes},
                    key=lambda k: ({"correct": 0, "wrong answer": 1}.get(k, 2), k))
-    colors = dict(zip(kinds, plt.get_cmap("tab10").colors, strict=False))
+    named = {"correct": "tab:green", "wrong answer": "tab:red", "max_new_tokens": "tab:orange",
+             "window": "tab:purple", "no answer": "tab:gray"}
+    others = iter(plt.get_cmap("Set2").colors)
+    colors = {k: named.get(k) or next(others, "black") for k in kinds}
     fig, axes = plt.subplots(2, len(tasks), figsize=(4.8 * len(tasks), 8), squeeze=False)
     for ax, bars, task in zip(axes[0], axes[1], tasks, strict=True):
         configs = list(dict.fromkeys(c.config for c in cells if c.task == task))
