@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ToolBias", "choice_tail", "starts_call", "token_pieces"]
+__all__ = ["ToolBias", "choice_tail", "starts_call", "token_pieces", "call_starts"]
 
 KEY = '"tooluse'  # the closing quote may come in one token with the colon and the choice
 
@@ -57,6 +57,13 @@ def token_pieces(tokenizer: Any, size: int) -> tuple[str, ...]:
     return tuple(tokenizer.decode([i]) if i < n else "" for i in range(size))
 
 
+@lru_cache(maxsize=16)
+def call_starts(tokenizer: Any, tail: str, size: int) -> torch.Tensor:
+    """(size,) bool: the tokens whose text, written after ``tail``, starts a call. Computed
+    once per tokenizer and tail (a pass over the vocabulary), not once per run."""
+    return torch.tensor([starts_call(tail, piece) for piece in token_pieces(tokenizer, size)])
+
+
 class ToolBias:
     """``bias`` added to the call-starting tokens of every stream at its ``tooluse`` choice.
 
@@ -70,18 +77,6 @@ class ToolBias:
     def __init__(self, tokenizer: Any, bias: float) -> None:
         self.tokenizer = tokenizer
         self.bias = float(bias)
-        self._rows: dict[tuple[str, int], torch.Tensor] = {}
-
-    def _row(self, tail: str, vocab: int) -> torch.Tensor:
-        """(V,) float: ``bias`` where ``tail`` + the token's text starts a call after the colon."""
-        key = (tail, vocab)
-        if key not in self._rows:
-            row = torch.zeros(vocab)
-            for token_id, piece in enumerate(token_pieces(self.tokenizer, vocab)):
-                if starts_call(tail, piece):
-                    row[token_id] = self.bias
-            self._rows[key] = row
-        return self._rows[key]
 
     def rows(self, streams: Sequence[Any], logits: torch.Tensor) -> torch.Tensor | None:
         """(B, V) biases for ``streams``' rows of ``logits``, or None when no stream is at a
@@ -90,5 +85,6 @@ class ToolBias:
         if self.bias == 0 or all(tail is None for tail in tails):
             return None
         vocab = logits.shape[1]
-        return torch.stack([torch.zeros(vocab) if tail is None else self._row(tail, vocab)
-                            for tail in tails]).to(logits.device)
+        starts = torch.stack([torch.zeros(vocab, dtype=torch.bool) if tail is None
+                              else call_starts(self.tokenizer, tail, vocab) for tail in tails])
+        return (starts * self.bias).to(device=logits.device, dtype=torch.float32)
