@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PromptStyle", "template_tools", "build_prompt"]
+__all__ = ["PromptStyle", "template_tools", "build_prompt", "tool_lines", "format_prompt"]
 
 
 @dataclass(frozen=True)
@@ -30,11 +30,15 @@ class PromptStyle:
     template_tools : bool
         Also pass the tool specs to the model's chat template (``apply_chat_template(...,
         tools=...)``); a template that knows no tools ignores them.
+    instructions : bool
+        True (default): the format's instructions and worked examples come first. False:
+        only a line per tool (:func:`tool_lines`), for a model trained on the format
+        (``tim train``), whose window the instructions would not fit.
 
     Examples
     --------
     >>> PromptStyle(examples="turns")
-    PromptStyle(examples='turns', tool_example=False, template_tools=False)
+    PromptStyle(examples='turns', tool_example=False, template_tools=False, instructions=True)
     >>> PromptStyle(examples="user")
     Traceback (most recent call last):
     ValueError: examples must be 'system' or 'turns', got 'user'
@@ -43,11 +47,12 @@ class PromptStyle:
     examples: str = "system"
     tool_example: bool = False
     template_tools: bool = False
+    instructions: bool = True
 
     def __post_init__(self) -> None:
         if self.examples not in ("system", "turns"):
             raise ValueError(f"examples must be 'system' or 'turns', got {self.examples!r}")
-        for name in ("tool_example", "template_tools"):
+        for name in ("tool_example", "template_tools", "instructions"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
@@ -58,16 +63,65 @@ def template_tools(specs: Sequence[Any]) -> list[dict[str, Any]]:
                                               "parameters": s.parameters}} for s in specs]
 
 
+def tool_lines(specs: Sequence[Any]) -> str:
+    """One line per tool, ``name(param: type, ...): description``: what a trained model's
+    prompt says of its tools.
+
+    Examples
+    --------
+    >>> from tim.tools import ToolRegistry
+    >>> def lookup(key: str) -> str:
+    ...     "Return the key that key points to."
+    >>> tool_lines(ToolRegistry([lookup]).specs)
+    'Tools:\\nlookup(key: string): Return the key that key points to.'
+    """
+    if not specs:
+        return ""
+    lines = ["Tools:"]
+    for spec in specs:
+        params = ", ".join(f"{name}: {schema.get('type', 'any')}" for name, schema in
+                           spec.parameters.get("properties", {}).items())
+        lines.append(f"{spec.name}({params}): {spec.description}")
+    return "\n".join(lines)
+
+
+def format_prompt(tokenizer: Any, fmt: Any, question: str, *, tools: Sequence[Any] = (),
+                  style: PromptStyle | None = None, shared: bool = False) -> list[int]:
+    """Token ids of the prompt for ``question`` in format ``fmt`` (a :mod:`tim.tree` format)
+    with tool specs ``tools``, laid out by ``style``: what :meth:`tim.Runtime.reason` feeds
+    the model, and what ``tim train`` trains on.
+
+    Examples
+    --------
+    >>> from tim.models import tiny_tokenizer
+    >>> from tim.tree import get_format
+    >>> ids = format_prompt(tiny_tokenizer(), get_format("thread2"), "2 + 2?",
+    ...                     style=PromptStyle(instructions=False))
+    >>> tiny_tokenizer().decode(ids)
+    '<|im_start|>user\\n2 + 2?<|im_end|>\\n<|im_start|>assistant\\n'
+    """
+    style = style or PromptStyle()
+    if not style.instructions:
+        return build_prompt(tokenizer, tool_lines(tools), question)
+    turns = (fmt.example_turns(tools, tool_example=style.tool_example)
+             if style.examples == "turns" else ())
+    instructions = fmt.instructions(tools, shared=shared, tool_example=style.tool_example,
+                                    examples_inline=style.examples == "system")
+    return build_prompt(tokenizer, instructions, question, turns=turns,
+                        tools=tools if style.template_tools else ())
+
+
 def build_prompt(tokenizer: Any, instructions: str, question: str, *,
                  turns: Sequence[tuple[str, str]] = (), tools: Sequence[Any] = ()) -> list[int]:
     """Token ids of the prompt: the model's chat template when it has one, plain text if not.
 
     ``turns`` are earlier ``(question, reply)`` exchanges (worked examples) put between the
     instructions and the question. ``tools`` (tool specs) also go to the chat template's
-    ``tools`` argument; without a chat template they are left to the instructions.
+    ``tools`` argument; without a chat template they are left to the instructions. Empty
+    ``instructions`` give no system message.
     """
     if getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "system", "content": instructions}]
+        messages = [{"role": "system", "content": instructions}] if instructions else []
         for asked, reply in turns:
             messages += [{"role": "user", "content": asked},
                          {"role": "assistant", "content": reply}]
@@ -79,5 +133,6 @@ def build_prompt(tokenizer: Any, instructions: str, question: str, *,
             ids = ids["input_ids"]
         return list(ids)
     shown = "".join(f"Question: {asked}\n\nAnswer (JSON):\n{reply}\n\n" for asked, reply in turns)
-    text = f"{instructions}\n\n{shown}Question: {question}\n\nAnswer (JSON):\n"
+    head = f"{instructions}\n\n" if instructions else ""
+    text = f"{head}{shown}Question: {question}\n\nAnswer (JSON):\n"
     return tokenizer.encode(text, add_special_tokens=False)
