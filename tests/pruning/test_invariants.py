@@ -16,6 +16,10 @@ kept apart from the tracker. After every event the rule runs (``prune``) and the
 - ``buffer:inf`` and ``none`` never evict and stay identical;
 - in one view, the evictions are exactly TIMRUN's stack (push on completion, pop the oldest
   while more than k).
+
+Both points of ``buffer:k`` run through the same checks: the model's stack takes a completed
+list at once (``close``) or only once the list's owner task has finished
+(``buffer:k@conclusion``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tim.pruning import BufferRule, NoPruning, PruneStatus, PruneTracker
+
+POINTS = ("close", "conclusion")
 
 MAX_VIEWS = 4
 MAX_VIEW_EVENTS = 12
@@ -42,15 +48,21 @@ tree_shapes = st.lists(task_shapes, min_size=1, max_size=4)
 
 
 class Model:
-    """What the run looks like, computed independently of the tracker."""
+    """What the run looks like, computed independently of the tracker.
 
-    def __init__(self, shape: list) -> None:
+    ``point`` is when a completed list goes on a view's stack: ``"close"`` at once,
+    ``"conclusion"`` once its owner task is no longer running.
+    """
+
+    def __init__(self, shape: list, point: str = "close") -> None:
+        self.point = point
         self.pending: dict[int | None, list] = {None: list(shape)}  # items not yet started
         self.task_shape: dict[int, list | None] = {}
         self.task_parent: dict[int, int | None] = {}
         self.task_running: dict[int, bool] = {}
         self.task_list: dict[int, int | None] = {}
         self.list_parent: dict[int, int | None] = {}
+        self.list_owner: dict[int, int] = {}
         self.list_items: dict[int, list[int]] = {}
         self.order: dict[int, int | None] = {}  # completion order
         self.num_completed = 0
@@ -79,8 +91,14 @@ class Model:
     def holders(self, list_id: int) -> set[int]:
         return {v for v, held in self.held.items() if list_id in held}
 
+    def counts(self, list_id: int) -> bool:
+        """Whether the list is on the stack of the views holding it."""
+        if self.order[list_id] is None:
+            return False
+        return self.point == "close" or not self.task_running[self.list_owner[list_id]]
+
     def stack(self, view: int) -> list[int]:
-        done = [lst for lst in self.held[view] if self.order[lst] is not None]
+        done = [lst for lst in self.held[view] if self.counts(lst)]
         return sorted(done, key=lambda lst: self.order[lst])
 
     def complete(self, list_id: int) -> None:
@@ -152,6 +170,7 @@ def apply(model: Model, trackers: list[PruneTracker], kind: str, args: tuple) ->
         assert len(ids) == 1
         lst = ids.pop()
         model.task_list[owner] = lst
+        model.list_owner[lst] = owner
         model.list_parent[lst] = model.task_parent[owner]
         model.list_items[lst], model.order[lst] = [], None
         model.pending[lst] = list(model.task_shape[owner])
@@ -295,12 +314,15 @@ def prune_and_check(model: Model, trackers: list[PruneTracker], oracle, k: int |
     return reported
 
 
-def run_random(data, rule, oracle, k: int | None, *, with_views: bool) -> list:
+def run_random(data, rule, oracle, k: int | None, *, with_views: bool,
+               point: str = "close") -> tuple[Model, list]:
     """Grow a random tree, pruning after every event, until every task has finished.
 
-    Returns, per event, the lists it completed and the lists the rule then evicted.
+    Returns the model and, per event, the lists that started to count (went on the stack;
+    under ``point="close"`` the lists it completed), oldest completion first, and the lists
+    the rule then evicted.
     """
-    model = Model(data.draw(tree_shapes, label="shape"))
+    model = Model(data.draw(tree_shapes, label="shape"), point)
     trackers = [PruneTracker(rule), PruneTracker(NoPruning())]
     trackers.append(PruneTracker(BufferRule(math.inf)))
     for tr in trackers:
@@ -313,11 +335,11 @@ def run_random(data, rule, oracle, k: int | None, *, with_views: bool) -> list:
             break
         kind = data.draw(st.sampled_from(available), label="kind")
         args = data.draw(st.sampled_from(model.candidates(kind)), label=kind)
-        num_completed = model.num_completed
+        counted = {lst for lst in model.order if model.counts(lst)}
         apply(model, trackers, kind, args)
-        new = {order: lst for lst, order in model.order.items() if order is not None}
-        completed = [new[order] for order in range(num_completed, model.num_completed)]
-        history.append((completed, prune_and_check(model, trackers, oracle, k)))
+        new = [lst for lst in model.order if model.counts(lst) and lst not in counted]
+        new.sort(key=lambda lst: model.order[lst])
+        history.append((new, prune_and_check(model, trackers, oracle, k)))
     # Join every worker back (children before parents): all deferrals must then resolve.
     for view in sorted(model.held, reverse=True):
         if view != 0:
@@ -327,13 +349,14 @@ def run_random(data, rule, oracle, k: int | None, *, with_views: bool) -> list:
     assert oracle(model, 0) == []
     if k is not None:
         assert len(model.stack(0)) <= k
-    return history
+    return model, history
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.data(), st.integers(0, 3))
-def test_invariants_with_forks_and_joins(data, k: int) -> None:
-    run_random(data, BufferRule(k), buffer_selection(k), k, with_views=True)
+@given(st.data(), st.integers(0, 3), st.sampled_from(POINTS))
+def test_invariants_with_forks_and_joins(data, k: int, point: str) -> None:
+    run_random(data, BufferRule(k, point=point), buffer_selection(k), k, with_views=True,
+               point=point)
 
 
 @settings(max_examples=60, deadline=None)
@@ -348,10 +371,27 @@ def test_custom_rule_with_nesting_forks_and_joins(data, skip: int) -> None:
 def test_one_view_matches_timrun_stack(data, k: int) -> None:
     """TIMRUN: push each completed list; while the stack exceeds k, pop and prune the oldest."""
     stack: deque[int] = deque()
-    history = run_random(data, BufferRule(k), buffer_selection(k), k, with_views=False)
+    _, history = run_random(data, BufferRule(k), buffer_selection(k), k, with_views=False)
     for completed, evicted in history:
         stack.extend(completed)
         popped = []
         while len(stack) > k:
             popped.append(stack.popleft())
+        assert evicted == popped
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data(), st.integers(0, 3))
+def test_one_view_conclusion_point_pushes_when_the_owner_finishes(data, k: int) -> None:
+    """``buffer:k@conclusion`` in one view: a completed list is pushed when its owner task
+    finishes, at its place in completion order (a sibling's list may have completed earlier
+    and its owner concluded later); while the stack exceeds k, pop and prune the oldest."""
+    stack: list[tuple[int, int]] = []  # (completion order, list id)
+    model, history = run_random(data, BufferRule(k, point="conclusion"), buffer_selection(k),
+                                k, with_views=False, point="conclusion")
+    for counted, evicted in history:
+        stack = sorted(stack + [(model.order[lst], lst) for lst in counted])
+        popped = []
+        while len(stack) > k:
+            popped.append(stack.pop(0)[1])
         assert evicted == popped

@@ -23,9 +23,10 @@ def live_completed(tracker: PruneTracker, view: int) -> set[int]:
     return {info.id for info in tracker.snapshot().completed_lists(view)}
 
 
-def run_tim_example(spec: str) -> tuple[PruneTracker, dict[str, int], list]:
-    """The example of docs/pruning.md, in one view; after each list completes, record
-    (lists reported evicted, completed lists still held).
+def run_tim_example(spec: str) -> tuple[PruneTracker, dict[str, int], list, list]:
+    """The example of docs/pruning.md, in one view; after each list completes, and again
+    after its owner concludes, prune and record (lists reported evicted, completed lists
+    still held). Returns the tracker, the list ids by name, and the two records.
 
         T1 [ T1.1, T1.2 [ T1.2.1, T1.2.2 ] ]   T2 [ T2.1, T2.2 ]   T3 [ T3.1 ]
     """
@@ -33,14 +34,22 @@ def run_tim_example(spec: str) -> tuple[PruneTracker, dict[str, int], list]:
     tracker.add_view(0)
     names: dict[str, int] = {}
     steps: list[tuple[set[str], set[str]]] = []
+    concluded: list[tuple[set[str], set[str]]] = []
     by_id = {}
+
+    def prune_into(record: list) -> None:
+        plans = tracker.prune()
+        evicted = {by_id[i] for plan in plans for i in plan.now}
+        record.append((evicted, {by_id[i] for i in live_completed(tracker, 0)}))
+        tracker.check_integrity()
 
     def complete(name: str) -> None:
         tracker.close_list(names[name])
-        plans = tracker.prune()
-        evicted = {by_id[i] for plan in plans for i in plan.now}
-        steps.append((evicted, {by_id[i] for i in live_completed(tracker, 0)}))
-        tracker.check_integrity()
+        prune_into(steps)
+
+    def conclude(task: int) -> None:
+        tracker.finish_task(task)
+        prune_into(concluded)
 
     def leaf(parent_list: int) -> None:
         tracker.finish_task(tracker.open_task(parent_list))
@@ -57,17 +66,17 @@ def run_tim_example(spec: str) -> tuple[PruneTracker, dict[str, int], list]:
     leaf(names["L12"])
     leaf(names["L12"])
     complete("L12")
-    tracker.finish_task(t12)
+    conclude(t12)
     complete("L1")
-    tracker.finish_task(t1)
+    conclude(t1)
     for name, num_items in (("L2", 2), ("L3", 1)):
         task = tracker.open_task(None)
         open_list(name, task)
         for _ in range(num_items):
             leaf(names[name])
         complete(name)
-        tracker.finish_task(task)
-    return tracker, names, steps
+        conclude(task)
+    return tracker, names, steps, concluded
 
 
 # After L12, L1, L2, L3 complete in turn: (reported evicted, completed lists still held).
@@ -98,12 +107,26 @@ TIM_EXAMPLE["buffer:inf"] = TIM_EXAMPLE["none"]
 
 @pytest.mark.parametrize("spec", sorted(TIM_EXAMPLE))
 def test_tim_buffer_example(spec: str) -> None:
-    _, _, steps = run_tim_example(spec)
+    _, _, steps, concluded = run_tim_example(spec)
     assert steps == TIM_EXAMPLE[spec]
+    # a prune after the owner's conclusion (the engine runs one) changes nothing at "close"
+    assert concluded == [(set(), held) for _, held in TIM_EXAMPLE[spec]]
+
+
+@pytest.mark.parametrize("spec", sorted(s for s in TIM_EXAMPLE if s.startswith("buffer:")))
+def test_tim_buffer_example_at_the_conclusion(spec: str) -> None:
+    """``@conclusion``: nothing leaves when a list completes (its owner has not concluded);
+    when the owner concludes, the same lists leave as at the close under ``buffer:k``."""
+    _, _, steps, concluded = run_tim_example(f"{spec}@conclusion")
+    assert all(evicted == set() for evicted, _ in steps)
+    before = [set()] + [held for _, held in TIM_EXAMPLE[spec][:-1]]
+    for (_, held), earlier, name in zip(steps, before, ["L12", "L1", "L2", "L3"], strict=True):
+        assert held == earlier | {name}  # the list just completed is held until the conclusion
+    assert concluded == TIM_EXAMPLE[spec]
 
 
 def test_tim_example_evicted_lists_are_recorded_per_view() -> None:
-    tracker, names, _ = run_tim_example("buffer:1")
+    tracker, names, _, _ = run_tim_example("buffer:1")
     state = tracker.snapshot()
     evicted = {name for name, i in names.items() if state.lists[i].evicted_in == {0}}
     assert evicted == {"L12", "L1", "L2"}

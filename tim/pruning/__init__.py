@@ -1,7 +1,8 @@
 """Pruning rules: which finished subtask lists leave the KV cache (pure Python, no torch).
 
 - :mod:`tim.pruning.state`: frozen snapshots (:class:`PruneState`) of tasks, lists, views.
-- :mod:`tim.pruning.rules`: the :class:`Rule` protocol, ``none`` and ``buffer:k``, and
+- :mod:`tim.pruning.rules`: the :class:`Rule` protocol, ``none`` and ``buffer:k`` (a list
+  counts at its ``]``, or with ``buffer:k@conclusion`` once its owner has concluded), and
   :func:`get_rule` for spec strings.
 - :mod:`tim.pruning.plan`: :func:`plan_evictions`, which checks a rule's choice and defers
   lists that several views share.
