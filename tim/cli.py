@@ -111,12 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("serve", help="an OpenAI-compatible server (see 'tim serve --help')",
                    add_help=False)
+    sub.add_parser("train", help="fine-tune a model on tim's own views of task trees (see "
+                                 "'tim train --help')", add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("viz", "stress", "serve"):  # these parse their own options
+    if argv and argv[0] in ("viz", "stress", "serve", "train"):  # these parse their own options
         module = importlib.import_module(f"tim.{argv[0]}")
         return getattr(module, f"main_{argv[0]}")(argv[1:])
     args = build_parser().parse_args(argv)
