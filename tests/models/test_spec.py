@@ -17,7 +17,8 @@ def default_inv_freq(head_dim, theta=10000.0):
 
 
 def test_llama_fields():
-    model = tiny_model("llama", num_layers=3, hidden_size=64, num_heads=4, num_kv_heads=2).model
+    model = tiny_model("llama", num_layers=3, hidden_size=64, num_heads=4, num_kv_heads=2,
+                       max_position_embeddings=512).model
     spec = inspect_model(model)
     assert (spec.arch, spec.num_layers, spec.num_heads, spec.num_kv_heads) == ("llama", 3, 4, 2)
     assert (spec.head_dim, spec.vocab_size, spec.max_position_embeddings) == (16, 259, 512)

@@ -97,7 +97,7 @@ def tiny_model(
     num_heads: int = 4,
     num_kv_heads: int = 2,
     head_dim: int | None = None,
-    max_position_embeddings: int = 512,
+    max_position_embeddings: int = 32768,
     rope_parameters: dict | None = None,
     vocab_size: int | None = None,
     seed: int = 0,
@@ -115,7 +115,10 @@ def tiny_model(
     head_dim : int, optional
         Defaults to ``hidden_size // num_heads``.
     max_position_embeddings : int
-        The context window; also the tokenizer's ``model_max_length``.
+        The context window; also the tokenizer's ``model_max_length``. The engine stops a
+        run at it (``EngineConfig.max_position``'s default), so the default is as large as
+        the default KV budget: format instructions alone take 1,300-2,000 byte tokens. Pass
+        a small one to test a window.
     rope_parameters : dict, optional
         e.g. ``{"rope_type": "llama3", "factor": 8.0, ...}``; default RoPE, theta 1e4.
     vocab_size : int, optional
