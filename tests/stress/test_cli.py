@@ -55,15 +55,16 @@ def test_single_run_prints_checks_and_writes_json(tmp_path, capsys):
 def test_a_failing_single_run_exits_1_with_its_named_error(capsys):
     assert main_stress([*SMALL, "--positions", "keep"]) == 1
     out = capsys.readouterr().out
-    assert "PositionWindowError: positions passed the context window" in out
+    assert "PositionWindowError: stream [] would be fed at position" in out
     assert "Traceback" not in out
 
 
 def test_comparison_table_names_each_failure(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     png = tmp_path / "timeline.png"
+    # a pool below the window: none runs out of KV, keep of positions
     code = main_stress([*SMALL, "--positions", "shift,keep", "--pruning", "none,buffer:0",
-                        "--png", str(png)])
+                        "--kv-budget", "400", "--png", str(png)])
     assert code == 0  # a comparison reports its failures; it does not fail
     out = capsys.readouterr().out
     assert out.count("KVBudgetError") >= 2 and "PositionWindowError" in out

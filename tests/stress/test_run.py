@@ -48,16 +48,27 @@ def test_comparison_fails_keep_and_none_by_name(lm):
         assert ok.ok, ok.failure
         assert ok.total_tokens > 2 * WINDOW and ok.max_position_id < WINDOW
     for positions in ("shift", "reencode", "keep"):
+        # nothing is freed: KV and positions reach the 512 budget and window on the same
+        # feed, and the engine checks the window first, before that forward writes its KV
         full = by[(positions, "none")]
-        assert full.failure_name == "KVBudgetError"
-        assert full.peak_live_tokens <= WINDOW and full.total_tokens > 0.9 * WINDOW
+        assert full.failure_name == "PositionWindowError"
+        assert full.peak_live_tokens == full.max_position_id + 1 < WINDOW
+        assert full.total_tokens > 0.9 * WINDOW
     keep = by[("keep", "buffer:0")]
     assert keep.failure_name == "PositionWindowError"
-    assert "positions passed the context window (max position id " in keep.failure
-    assert f">= window {WINDOW})" in keep.failure
-    assert keep.peak_live_tokens < WINDOW <= keep.max_position_id  # pruned, yet out of range
+    assert "would be fed at position" in keep.failure
+    assert f"at or past max_position={WINDOW}" in keep.failure
+    # pruned, yet stopped: the engine refused the feed that would reach the window
+    assert keep.peak_live_tokens < keep.max_position_id < WINDOW
+    assert keep.record.error == keep.failure
     # reencode pays for its exact positions by processing retained tokens again
     assert by[("reencode", "buffer:0")].tokens_processed > by[("shift", "buffer:0")].tokens_processed
+
+
+def test_a_budget_below_the_window_fails_by_name(lm):
+    report = stress(lm, shape=SMALL, pruning="none", kv_budget_tokens=256)
+    assert report.failure_name == "KVBudgetError"
+    assert report.peak_live_tokens <= 256 and report.max_position_id < WINDOW
 
 
 def test_parallel_format_holds_with_room_for_its_workers(lm):
@@ -75,6 +86,8 @@ def test_needle_is_reported_not_raised_on_a_random_model(lm):
 def test_a_prompt_longer_than_the_window_is_a_named_failure(lm):
     report = stress(lm, shape=SMALL, window=16)
     assert report.failure_name == "PositionWindowError" and report.total_tokens == 0
+    assert f"the prompt has {report.prompt_tokens} tokens, more than max_position=16" \
+        in report.failure
 
 
 @pytest.mark.parametrize("kwargs, message", [

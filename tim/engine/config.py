@@ -55,6 +55,13 @@ class EngineConfig:
         (``parallel`` format, positions ``shift`` or ``keep``): each child also sees its
         running and joined siblings' tokens as they are written (Hogwild-style; see
         :mod:`tim.engine.sharing`).
+    max_position : int, optional
+        The context window ``W``: every position id fed stays below it. A stream that would
+        be fed at a position ``>= W`` ends the run with ``record.error ==
+        "PositionWindowError: ..."`` before that forward; a prompt longer than ``W`` raises
+        :class:`~tim.errors.PositionWindowError`. None (the default): the model's
+        ``max_position_embeddings`` where the engine runs the model, no limit on a remote
+        executor.
 
     Examples
     --------
@@ -81,6 +88,7 @@ class EngineConfig:
     max_fanout: int = 6
     max_string_chars: int | None = None
     siblings: str = "isolated"
+    max_position: int | None = None
 
     @property
     def rule(self) -> Rule:
@@ -107,6 +115,11 @@ class EngineConfig:
                 f"cascade_min_saved must be an int >= 1 or None, got {self.cascade_min_saved!r}"
             )
         self._check_siblings()
+        if self.max_position is not None and (
+            isinstance(self.max_position, bool) or not isinstance(self.max_position, int)
+            or self.max_position < 1
+        ):
+            raise ValueError(f"max_position must be an int >= 1 or None, got {self.max_position!r}")
         if self.max_string_chars is not None and self.max_string_chars < 1:
             raise ValueError(f"max_string_chars must be >= 1 or None, got {self.max_string_chars!r}")
         for name in ("max_depth", "max_fanout", "max_workers", "max_new_tokens", "kv_budget_tokens", "page_size",

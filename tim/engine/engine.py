@@ -63,6 +63,12 @@ class Engine:
         None: the engine needs only the tokenizer and the config. None (the default): the
         local paged-KV executor over ``model``.
 
+    Attributes
+    ----------
+    max_position : int or None
+        The context window runs stay below: ``config.max_position``, else the model's
+        ``max_position_embeddings`` (None with a remote executor: no limit).
+
     Notes
     -----
     An executor whose model samples for itself (a remote server) has a ``chooser(sampling)``
@@ -91,6 +97,8 @@ class Engine:
         self.backend = backend
         self.executor_factory = executor
         self.spec = None if model is None else inspect_model(model)
+        model_window = None if self.spec is None else self.spec.max_position_embeddings
+        self.max_position = config.max_position or model_window  # None: no limit
         if self.spec is not None:
             forks_concurrently = get_format(config.format).forks and config.max_workers > 1
             check_supported(self.spec,
@@ -191,6 +199,11 @@ class Engine:
         """Decode a tree after ``prompt_ids``; always frees every page, even on error.
 
         ``max_new_tokens`` overrides the config's budget of sampled tokens for this run.
+
+        Positions stay below :attr:`max_position`: a prompt longer than it raises
+        :class:`~tim.errors.PositionWindowError` before any forward, and a stream that would
+        be fed at a position ``>= max_position`` ends the run (every stream of it) before
+        that forward, with ``record.error == "PositionWindowError: ..."``.
 
         ``on_step(record)`` is called after every step, ``on_event(event)`` for every
         :class:`~tim.engine.record.RunEvent`. :meth:`cancel` (from any thread, from

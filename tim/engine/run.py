@@ -27,7 +27,7 @@ from tim.engine.record import (
 from tim.engine.sampler import stream_generator
 from tim.engine.streams import Stream, StreamStatus
 from tim.engine.toolcalls import ToolCalls
-from tim.errors import TimError
+from tim.errors import PositionWindowError, TimError
 from tim.tree import EventKind, TaskPath
 
 if TYPE_CHECKING:
@@ -46,6 +46,12 @@ class Run:
                  executor: Executor, max_new_tokens: int | None = None) -> None:
         if not prompt_ids:
             raise ValueError("prompt_ids is empty: a run needs at least one prompt token")
+        self.max_position = engine.max_position
+        if self.max_position is not None and len(prompt_ids) > self.max_position:
+            raise PositionWindowError(
+                f"the prompt has {len(prompt_ids)} tokens, more than max_position="
+                f"{self.max_position} (its positions 0..{len(prompt_ids) - 1} must stay below "
+                f"it): shorten the prompt, or raise max_position")
         cfg = engine.config
         self.max_new_tokens = max_new_tokens or cfg.max_new_tokens
         self.on_event = on_event
@@ -117,21 +123,63 @@ class Run:
 
     def _schedule(self) -> list[tuple[Stream, Feed]]:
         """Streams with tokens to feed, and any view with a re-encode pending: a waiting
-        parent's or a finished child's too, so that no fork or join ever sees stale keys."""
-        scheduled = []
+        parent's or a finished child's too, so that no fork or join ever sees stale keys.
+        Nothing when one of them would reach the window: the run ends before the forward."""
+        ready = []
         for stream in self.streams.values():
             stale = (stream.num_recompute and stream.status is not StreamStatus.FAILED
                      and stream.view is not None and stream.view.is_alive)
             if stale or (stream.queue and stream.status in (StreamStatus.RUNNING,
                                                             StreamStatus.FLUSHING)):
-                scheduled.append((stream, self._feed(stream)))
-        return scheduled
+                ready.append(stream)
+        for stream in ready:
+            error = self._window_error(stream)
+            # The whole run ends, not the one stream: a parent would conclude without the
+            # dropped child, and its own positions (and its siblings') are as near the window.
+            if error is not None:
+                self.record.error = f"{type(error).__name__}: {error}"
+                self.finished = True
+                self._emit("failed", stream.path, self.record.error)
+                return []
+        return [(stream, self._feed(stream)) for stream in ready]
+
+    def _num_to_feed(self, stream: Stream) -> int:
+        """New tokens the stream feeds this step: its queue, a prefill chunk at most."""
+        feeding = stream.status in (StreamStatus.RUNNING, StreamStatus.FLUSHING)
+        return min(len(stream.queue), self.cfg.prefill_chunk) if feeding else 0
+
+    def _window_error(self, stream: Stream) -> PositionWindowError | None:
+        """The error if the stream's next feed would reach ``max_position``, else None.
+
+        This is the one place positions are checked against the window, before the forward
+        that would use them. The executor puts a feed's new tokens right after the view's
+        largest position; a re-encode stays at positions the view holds, all below::
+
+            view positions  0 1 2 ... 509 | new 510 511 512     max_position 512: stop
+
+        A join moves no query: under ``keep`` it may rotate a child's keys past the window,
+        and then the parent's next feed, past them, stops the run before any forward.
+        """
+        num_new = self._num_to_feed(stream)
+        if self.max_position is None or not num_new:
+            return None
+        first = self.executor.live([stream.view])[1] + 1
+        last = first + num_new - 1
+        if last < self.max_position:
+            return None
+        at = f"position {first}" if num_new == 1 else f"positions {first}..{last}"
+        todo = ("use positions='shift' or 'reencode' with a pruning rule, whose evictions "
+                "bring positions back" if self.cfg.positions == "keep" else
+                f"under positions={self.cfg.positions!r} its view's tokens fill the window: "
+                f"use a pruning rule that frees more")
+        return PositionWindowError(
+            f"stream {list(stream.path)} would be fed at {at}, at or past max_position="
+            f"{self.max_position} (the context window): {todo}, or raise max_position")
 
     def _feed(self, stream: Stream) -> Feed:
         """What the stream feeds this step: its next queued tokens (a prefill chunk at most)
         after any pending re-encode; list anchors named by the tokens they fall on."""
-        feeding = stream.status in (StreamStatus.RUNNING, StreamStatus.FLUSHING)
-        take = stream.queue[: self.cfg.prefill_chunk] if feeding else []
+        take = stream.queue[: self._num_to_feed(stream)]
         del stream.queue[: len(take)]
         first = stream.num_fed
         self.pruner.on_feed(stream.path, stream.view, first, len(take))

@@ -1,7 +1,8 @@
 """What a stress run found: :class:`StressReport`, the failures its checks name, the rates.
 
 This module owns the report as data: its fields, the ratios derived from them, its JSON
-form, and the two errors a failure string can name. Running a shape is
+form, and the two errors a failure string can name (``PositionWindowError`` is the engine's,
+:mod:`tim.errors`, re-exported here). Running a shape is
 :mod:`tim.stress.run`'s job; drawing a report is :mod:`tim.stress.report`'s.
 """
 
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from tim.errors import TimError
+from tim.errors import PositionWindowError, TimError
 from tim.stress.shape import StressShape
 
 __all__ = [
@@ -22,10 +23,6 @@ __all__ = [
     "decile_rates",
     "expected_to_hold",
 ]
-
-
-class PositionWindowError(TimError):
-    """A position id reached the model's context window (RoPE past its trained range)."""
 
 
 class StressCheckError(TimError):

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from tim.errors import TimError
+from tim.errors import TimError, recorded_error_is
 from tim.stress.outcome import (
     PositionWindowError,
     StressCheckError,
@@ -66,7 +66,9 @@ def stress(
         See :class:`tim.engine.config.EngineConfig`.
     window : int, optional
         The context window positions must stay below; default the model's
-        ``max_position_embeddings``. A smaller one makes a real model's run shorter.
+        ``max_position_embeddings``. A smaller one makes a real model's run shorter. It is
+        the engine's ``max_position``: the engine ends a run that would feed a position at
+        or past it, before that forward (``PositionWindowError`` in ``report.failure``).
     kv_budget_tokens : int, optional
         KV slots in the page pool; default ``window``.
     temperature, seed
@@ -124,7 +126,7 @@ def stress(
                 for segs in segments.values() for s in segs)  # chars bound literal tokens
     config = EngineConfig(
         format=format, max_workers=max_workers, cascade=cascade, pruning=pruning,
-        positions=positions, siblings=siblings,
+        positions=positions, siblings=siblings, max_position=window,
         max_new_tokens=upper + 16, kv_budget_tokens=budget, structure="free",
         max_depth=shape.depth, max_fanout=max(shape.fanout, shape.num_tasks),
     )
@@ -132,11 +134,6 @@ def stress(
     prompt = _prompt(tokenizer, format, tools, question, with_instructions)
     report = StressReport(name, format, positions, pruning, shape, window, budget,
                           prompt_tokens=len(prompt))
-    if len(prompt) >= window:
-        report.failure = (f"PositionWindowError: the prompt alone has {len(prompt)} tokens, "
-                          f"window {window}")
-        return report
-
     if replay is None:
         chooser = ShapeChooser(segments, tokenizer,
                                allowed_token_mask(tokenizer, spec.vocab_size),
@@ -157,13 +154,10 @@ def stress(
         processed, live = row.num_processed, row.live_tokens
         written = len(prompt) + record.num_generated + record.num_forced
         rows.append((written, processed, live, record.max_position, time.perf_counter() - start))
-        if record.max_position >= window:
-            raise PositionWindowError(f"positions passed the context window (max position "
-                                      f"id {record.max_position} >= window {window})")
 
     start = time.perf_counter()
     with torch.inference_mode():
-        try:
+        try:  # the engine stops at the window: a PositionWindowError, raised or recorded
             record = engine.run(prompt, chooser=chooser, on_step=on_step)
         except TimError as exc:
             record = seen[0] if seen else None
@@ -245,11 +239,10 @@ def _fill(report: StressReport, record: Any, rows: list[tuple[int, int, int, int
 
 def _check(report: StressReport, record: Any, shape: StressShape, tree: Any) -> str | None:
     """The O6 checks on a run that finished; a failure string, or None."""
+    if recorded_error_is(record.error, PositionWindowError):  # the engine stopped it there
+        return record.error
     if record.error is not None:
         return f"StressCheckError: the run ended early: {record.error}"
-    if report.max_position_id >= report.window:  # on_step stops such a run; belt and braces
-        return (f"PositionWindowError: positions passed the context window (max position id "
-                f"{report.max_position_id} >= window {report.window})")
     if report.peak_live_tokens > report.kv_budget_tokens:
         return (f"StressCheckError: peak live KV {report.peak_live_tokens} tokens > budget "
                 f"{report.kv_budget_tokens}")
