@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> dict:
                           f"{row['wall_time_s']:.0f} s", file=sys.stderr, flush=True)
                     continue
                 outcome = run_tim(runtime, CONFIG, q, max_new_tokens=args.max_new_tokens,
-                                  window=None, temperature=0.0)
+                                  temperature=0.0)
                 leaked = copies_example(outcome.answer, q)
                 rows.append(outcome.to_json() | {"leak": leaked})
                 print(f"{model_name} {variant} size {q.size} seed {q.seed}: calls "

@@ -13,7 +13,7 @@ from tim.engine.engine import Engine
 from tim.engine.record import RunEvent, RunRecord
 from tim.engine.sampler import SamplingParams
 from tim.models.loading import LoadedModel, load_model
-from tim.prompt import PromptStyle, build_prompt, template_tools
+from tim.prompt import PromptStyle, build_prompt, format_prompt, template_tools
 from tim.remote.entry import load_tokenizer, remote_for
 from tim.result import Result
 from tim.tree import get_format
@@ -48,6 +48,13 @@ class Runtime:
         in-process and ``"reencode"`` (the only one it supports) on a server.
     kv_budget_tokens : int, optional
         KV slots for the whole tree; default 32768.
+    max_position : int, optional
+        The context window: positions stay below it. A run that would feed a position at or
+        past it ends before that forward, with ``result.error`` starting
+        ``"PositionWindowError: "``; a prompt longer than it raises
+        :class:`~tim.errors.PositionWindowError`. None (the default): the model's
+        ``max_position_embeddings``; no limit on a server unless given. ``positions="shift"``
+        with pruning keeps a long tree below it (:class:`tim.engine.config.EngineConfig`).
     device, dtype
         Where and in what precision a loaded model runs (``"auto"``: CUDA if present).
     backend : str
@@ -96,6 +103,7 @@ class Runtime:
         max_depth: int = 4,
         max_fanout: int = 6,
         kv_budget_tokens: int | None = None,
+        max_position: int | None = None,
         device: str | None = "auto",
         dtype: Any = None,
         backend: str = "auto",
@@ -115,7 +123,7 @@ class Runtime:
             format=format, max_workers=max_workers, pruning=pruning, positions=positions,
             max_depth=max_depth, max_fanout=max_fanout, structure=structure,
             kv_budget_tokens=kv_budget_tokens or 32768, max_string_chars=max_string_chars,
-            siblings=siblings,
+            siblings=siblings, max_position=max_position,
         )
         self.collaboration_prompt = collaboration_prompt
         if prompt_style is not None and not isinstance(prompt_style, PromptStyle):
@@ -148,11 +156,9 @@ class Runtime:
     def prompt(self, question: str, tools: Sequence[Any] = ()) -> list[int]:
         """Token ids of the prompt for ``question`` with tool specs ``tools``, laid out by
         :attr:`prompt_style`: what :meth:`reason` feeds the model."""
-        style = self.prompt_style
-        turns = (self.format.example_turns(tools, tool_example=style.tool_example)
-                 if style.examples == "turns" else ())
-        return build_prompt(self.tokenizer, self.instructions(tools), question, turns=turns,
-                            tools=tools if style.template_tools else ())
+        shared = self.config.siblings == "shared" and self.collaboration_prompt
+        return format_prompt(self.tokenizer, self.format, question, tools=tools,
+                             style=self.prompt_style, shared=shared)
 
     def engine(self, *, tools: Sequence[Callable] = ()) -> Engine:
         """The :class:`~tim.engine.engine.Engine` of this runtime's model and configuration,

@@ -60,7 +60,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="a bundled model, an HF id or folder, a .gguf file, or tiny-llama")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--window", type=int_at_least(2), default=None,
-                   help="positions a run may use (0 .. W-1); default: unlimited")
+                   help="positions a run may use (0 .. W-1); default: unlimited for cot, "
+                        "the model's max_position_embeddings for tim runs")
     p.add_argument("--max-new-tokens", type=int_at_least(1), default=512,
                    help="sampled-token budget per question, the same for every config")
     p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")

@@ -5,11 +5,14 @@ same model and tokenizer. Every run gets the same budget of sampled tokens. With
 ``W`` a run may use positions ``0 .. W - 1``:
 
 - ``cot`` generates at most ``W - len(prompt)`` tokens, then stops (failure ``"window"``);
-- tim runs are cancelled after the step at which a position reaches ``W - 1`` (failure
-  ``"window"``); under ``shift`` or ``reencode`` a pruned tree's positions fall back, so it
-  goes on where plain generation stops. One step may write several forced tokens at once
-  (a tool result, a header), so such a run's max position can pass ``W - 1`` by a few; it
-  is reported as measured, and its answer does not count.
+- tim runs get ``max_position=W``: the engine ends a run whose next feed would reach ``W``,
+  before that forward (``PositionWindowError``, failure ``"window"``); under ``shift`` or
+  ``reencode`` a pruned tree's positions fall back, so it goes on where plain generation
+  stops. A run whose last token is sampled at position ``W - 1`` has finished inside the
+  window, and its answer counts.
+
+Without a window, tim runs stop at the model's ``max_position_embeddings`` (the engine's
+default ``max_position``), with the same failure.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tim.errors import PositionWindowError, recorded_error_is
 from tim.eval.configs import EvalConfig
 from tim.eval.redundancy import sibling_redundancy
 from tim.eval.tasks import Question, score
@@ -117,29 +121,24 @@ def _pad_id(tokenizer: Any) -> int:
 
 
 def run_tim(runtime: Any, config: EvalConfig, question: Question, *, max_new_tokens: int,
-            window: int | None, temperature: float = 0.0) -> Outcome:
-    """One question through a :class:`tim.Runtime` built for ``config``."""
-    stopped_at_window = []
-
-    def on_step(record: Any) -> None:
-        if window is not None and record.max_position >= window - 1 and not stopped_at_window:
-            stopped_at_window.append(record.max_position)
-            runtime.cancel()
-
+            temperature: float = 0.0) -> Outcome:
+    """One question through a :class:`tim.Runtime` built for ``config``; its window is the
+    runtime's (``max_position``, see :func:`make_runtime`)."""
     text = question.prompt(tools=config.tools)
     tools = question.tools() if config.tools else ()
     start = time.perf_counter()
-    specs = runtime.engine(tools=tools).tools.specs  # built once per tool set, then reused
-    prompt = runtime.prompt(text, specs)  # exactly what reason() feeds the model
+    engine = runtime.engine(tools=tools)  # built once per tool set, then reused
+    prompt = runtime.prompt(text, engine.tools.specs)  # exactly what reason() feeds the model
+    window = engine.max_position
     if window is not None and len(prompt) > window - 1:  # no room for one sampled token
         return Outcome(task=question.task, size=question.size, seed=question.seed,
                        config=config.name, correct=False, answer=None, failure="window",
                        prompt_tokens=len(prompt), sampled_tokens=0, peak_live_kv=len(prompt),
                        max_position=len(prompt) - 1, wall_time_s=time.perf_counter() - start)
     result = runtime.reason(text, tools=tools, max_new_tokens=max_new_tokens,
-                            temperature=temperature, on_step=on_step)
+                            temperature=temperature)
     wall = time.perf_counter() - start
-    failure = "window" if stopped_at_window and result.error == "cancelled" else result.error
+    failure = "window" if recorded_error_is(result.error, PositionWindowError) else result.error
     if failure is not None and failure.startswith("max_new_tokens"):
         failure = "max_new_tokens"  # one label for the table, as cot's
     if failure is None and result.answer is None:
@@ -155,12 +154,15 @@ def run_tim(runtime: Any, config: EvalConfig, question: Question, *, max_new_tok
                    duplicate_titles=duplicates)
 
 
-def make_runtime(loaded: Any, config: EvalConfig, *, seed: int = 0) -> Any:
-    """A :class:`tim.Runtime` on an already-loaded model for a tim configuration."""
+def make_runtime(loaded: Any, config: EvalConfig, *, seed: int = 0,
+                 window: int | None = None) -> Any:
+    """A :class:`tim.Runtime` on an already-loaded model for a tim configuration; its runs
+    stay below ``window`` (None: the model's ``max_position_embeddings``)."""
     from tim.api import Runtime
 
     return Runtime(model=(loaded.model, loaded.tokenizer), format=config.method,
                    pruning=config.pruning, positions=config.positions, seed=seed,
+                   max_position=window,
                    siblings="isolated" if config.siblings == "isolated" else "shared",
                    collaboration_prompt=config.siblings == "shared", tool_bias=config.tool_bias)
 
@@ -188,7 +190,8 @@ def run_eval(loaded: Any, configs: Sequence[EvalConfig], questions: Sequence[Que
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if window is not None and window < 2:
         raise ValueError(f"window must be >= 2, got {window}")
-    runtimes = {c.name: make_runtime(loaded, c, seed=seed) for c in configs if c.is_tim}
+    runtimes = {c.name: make_runtime(loaded, c, seed=seed, window=window)
+                for c in configs if c.is_tim}
     outcomes = []
     for question in questions:
         for config in configs:
@@ -197,8 +200,7 @@ def run_eval(loaded: Any, configs: Sequence[EvalConfig], questions: Sequence[Que
                                   window=window, temperature=temperature, seed=seed)
             else:
                 outcome = run_tim(runtimes[config.name], config, question,
-                                  max_new_tokens=max_new_tokens, window=window,
-                                  temperature=temperature)
+                                  max_new_tokens=max_new_tokens, temperature=temperature)
             outcomes.append(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)
