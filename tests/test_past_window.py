@@ -224,9 +224,8 @@ def test_quick_recipe_trains_saves_and_runs_through_tim(tmp_path, capsys):
     for out in result.outcomes:
         assert out.num_tokens == out.prompt_tokens + out.num_generated + out.num_forced
         assert out.num_generated >= 1 and out.peak_live_tokens <= out.num_tokens
-        if out.config.startswith("tree"):  # a run is stopped at its first position past
-            assert out.max_position <= cfg.model.window  # the window, and says so
-            assert (out.max_position < cfg.model.window) != (out.failure == "PositionWindowError")
+        if out.config.startswith("tree"):  # the engine stops a run before the window
+            assert out.max_position < cfg.model.window
     assert {c.config for c in result.cells} == set(cfg.configs)
 
     # The saved tree checkpoint, loaded the way `tim run --model FOLDER` loads it, runs the

@@ -5,8 +5,9 @@ Configurations (``CONFIGS``):
 
 - ``tree-shift``: the tree model through tim, ``buffer:k``, positions ``shift``;
 - ``tree-reencode``: the same with ``reencode`` (recomputes what ``shift`` rotates);
-- ``tree-keep``: the same with ``keep``; positions keep growing, and the run is stopped
-  with ``PositionWindowError`` when one reaches the window;
+- ``tree-keep``: the same with ``keep``; positions keep growing, and the engine stops the
+  run with ``PositionWindowError`` before a position reaches the window (every tree run
+  gets ``max_position=window``);
 - ``flat-truncate``: the flat model, plain generation, stopped when the window is full;
 - ``flat-sliding``: the flat model with a sliding window that keeps the prompt.
 """
@@ -77,22 +78,19 @@ def run_tree(model: Any, tokenizer: Any, problem: Problem, *, positions: str, k:
 
     import tim
     from tim.engine.sampler import SamplingParams
-    from tim.errors import TimError
+    from tim.errors import PositionWindowError, TimError, recorded_error_is
     from tim.result import tree_of_record
-    from tim.stress import PositionWindowError
 
     enc = encode_problem(tokenizer, problem)
     config = tim.EngineConfig(format="thread2", pruning=f"buffer:{k}", positions=positions,
                               max_depth=MAX_DEPTH, max_fanout=MAX_FANOUT,
-                              kv_budget_tokens=4 * window, max_workers=1)
+                              kv_budget_tokens=4 * window, max_workers=1, max_position=window)
     engine = tim.Engine(model, tokenizer, config, tools=list(make_tools(problem)))
-    seen: list[Any] = []
+    seen: list[Any] = []  # the record, kept when run() raises (KVBudgetError, ...)
 
     def on_step(record: Any) -> None:
         if not seen:
             seen.append(record)
-        if record.max_position >= window:
-            raise PositionWindowError(f"max position {record.max_position} >= window {window}")
 
     failure = None
     start = time.perf_counter()
@@ -102,8 +100,12 @@ def run_tree(model: Any, tokenizer: Any, problem: Problem, *, positions: str, k:
                                 on_step=on_step,
                                 max_new_tokens=_budget(enc.tree_forced))
         except TimError as exc:
+            if not seen:  # nothing ran: a prompt longer than the window, a bad model
+                raise
             record, failure = seen[0], type(exc).__name__
     wall = time.perf_counter() - start
+    if recorded_error_is(record.error, PositionWindowError):
+        failure = PositionWindowError.__name__  # by name, as the report counts failures
     tree = tree_of_record(record) if failure is None else None
     failure = failure or record.error or (None if tree is not None else "no tree")
     return RunOutcome(
