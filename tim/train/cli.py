@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows-per-step", type=int_at_least(1), default=2)
     p.add_argument("--max-len", type=int_at_least(16), default=1024,
                    help="tokens per packed row")
+    p.add_argument("--trace", default="tree", choices=["tree", "flat-truncate", "flat-sliding"],
+                   help="tree: tim's views (default); flat-*: the flat baseline's windows of "
+                        "the same solver steps")
+    p.add_argument("--window", type=int_at_least(16), default=1024,
+                   help="the flat baseline's window W (tree views need no window)")
     p.add_argument("--no-share-prefixes", action="store_true",
                    help="pack views without sharing their common prefixes")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -82,7 +87,8 @@ def main_train(argv: Sequence[str] | None = None) -> int:
                              f"{', '.join(FAMILIES)}")
         data = DataConfig(families=args.families, sizes=args.sizes, per_size=args.per_size,
                           seed_start=args.seed * 100_000, max_len=args.max_len,
-                          share_prefixes=not args.no_share_prefixes,
+                          share_prefixes=not args.no_share_prefixes, trace=args.trace,
+                          window=args.window,
                           gold=GoldConfig(pruning=args.pruning, positions=args.positions))
         config = TrainConfig(method=args.method, lora_r=args.lora_r,
                              lora_alpha=2 * args.lora_r, dtype=args.dtype, steps=args.steps,

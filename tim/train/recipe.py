@@ -43,8 +43,13 @@ class DataConfig:
     max_len: int = 1024
     share_prefixes: bool = True
     gold: GoldConfig = GoldConfig()
+    trace: str = "tree"  # or "flat-truncate" / "flat-sliding": the flat baseline's windows
+    window: int = 1024  # the flat baseline's window (tree views are what the rule leaves)
 
     def __post_init__(self) -> None:
+        if self.trace not in ("tree", "flat-truncate", "flat-sliding"):
+            raise ValueError(f"trace must be 'tree', 'flat-truncate' or 'flat-sliding', got "
+                             f"{self.trace!r}")
         if not self.families or not self.sizes:
             raise ValueError(f"need at least one family and one size, got {self.families!r} "
                              f"and {self.sizes!r}")
@@ -62,10 +67,25 @@ def build_views(tokenizer: Any, data: DataConfig, *,
             for size in data.sizes for family in data.families]
     views: list[TrainingView] = []
     for done, (family, size, seed) in enumerate(jobs, 1):
-        views += record_views(writer.record(make_example(family, size, seed)))
+        example = make_example(family, size, seed)
+        if data.trace == "tree":
+            views += record_views(writer.record(example))
+        else:
+            views += _flat_views(tokenizer, example, data)
         if on_example is not None:
             on_example(done, len(jobs))
     return views
+
+
+def _flat_views(tokenizer: Any, example: Any, data: DataConfig) -> list[TrainingView]:
+    from tim.tools import ToolRegistry
+
+    from .flat import encode_trace, flat_prompt, flat_segments, flat_windows
+
+    prompt = flat_prompt(tokenizer, example.question, ToolRegistry(example.tools).specs)
+    ids, forced = encode_trace(tokenizer, flat_segments(example.tree))
+    return flat_windows(prompt, ids, forced, window=data.window,
+                        mode=data.trace.removeprefix("flat-"))
 
 
 def build_rows(tokenizer: Any, data: DataConfig, **kwargs: Any) -> list[PackedRow]:
@@ -98,9 +118,14 @@ def run_training(model_name: str, data: DataConfig, config: TrainConfig, out_dir
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeRemainingColumn())
     with Progress(*columns, disable=quiet) as progress:
+        log = _LogLines(progress, quiet)
         task = progress.add_task("gold runs", total=None, info="")
-        views = build_views(loaded.tokenizer, data, on_example=lambda d, n: progress.update(
-            task, completed=d, total=n))
+
+        def example_done(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+            log.every(done, total, f"gold runs {done}/{total}")
+
+        views = build_views(loaded.tokenizer, data, on_example=example_done)
         rows = pack_views(views, data.max_len, share_prefixes=data.share_prefixes)
         view_tokens = sum(len(v) for v in views)
         row_tokens = sum(len(r) for r in rows)
@@ -113,6 +138,10 @@ def run_training(model_name: str, data: DataConfig, config: TrainConfig, out_dir
             rate = seen / result.wall_time_s if result.wall_time_s else 0.0
             progress.update(step_task, completed=step + 1,
                             info=f"loss {loss:.4f}  {rate:,.0f} tok/s")
+            left = (config.steps - step - 1) * result.wall_time_s / max(1, step + 1 -
+                                                                        result.resumed_from)
+            log.every(step + 1, config.steps, f"step {step + 1}/{config.steps} loss "
+                      f"{loss:.4f} {rate:,.0f} tok/s, about {left / 60:.0f} min left")
 
         model, result = train(loaded.model, rows, config, out_dir, on_step=report,
                               stop_after=stop_after)
@@ -142,6 +171,22 @@ def run_training(model_name: str, data: DataConfig, config: TrainConfig, out_dir
     (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     plot_losses(result.losses, out_dir / "loss.png", title=f"tim train: {model_name}")
     return result
+
+
+class _LogLines:
+    """Where the output is not a terminal (a log file, CI), a plain line every tenth of the
+    way, since a live progress bar only shows once it ends there."""
+
+    def __init__(self, progress: Any, quiet: bool) -> None:
+        self.on = not quiet and not progress.console.is_terminal
+        self.console = progress.console
+        self.last = -1
+
+    def every(self, done: int, total: int, line: str) -> None:
+        tenth = done * 10 // max(1, total)
+        if self.on and (tenth != self.last or done == total):
+            self.last = tenth
+            print(line, flush=True)
 
 
 def plot_losses(losses: Sequence[float], path: Path, *, title: str = "") -> None:
