@@ -16,6 +16,7 @@ from tim.models.loading import LoadedModel, load_model
 from tim.prompt import PromptStyle, build_prompt, format_prompt, template_tools
 from tim.remote.entry import load_tokenizer, remote_for
 from tim.result import Result
+from tim.tools import ToolRegistry
 from tim.tree import get_format
 
 __all__ = ["Runtime", "build_prompt", "PromptStyle", "template_tools"]
@@ -139,7 +140,7 @@ class Runtime:
         self._active: Engine | None = None
         self._cancel_next = False
         self._engine: Engine | None = None
-        self._engine_tools: tuple[Callable, ...] = ()
+        self._engine_specs: tuple = ()
 
     @property
     def tokenizer(self) -> Any:
@@ -162,12 +163,14 @@ class Runtime:
 
     def engine(self, *, tools: Sequence[Callable] = ()) -> Engine:
         """The :class:`~tim.engine.engine.Engine` of this runtime's model and configuration,
-        built once and rebuilt only when ``tools`` differ from the last call's."""
-        tools = tuple(tools)
-        if self._engine is None or tools != self._engine_tools:
+        built once and rebuilt only when the specs of ``tools`` (names, descriptions,
+        parameters) differ from the last call's: a question's own closures with the same
+        signatures reuse it, each call running its own callables."""
+        specs = ToolRegistry(tools).specs
+        if self._engine is None or specs != self._engine_specs:
             self._engine = Engine(self.loaded.model, self.tokenizer, self.config, tools=tools,
                                   backend=self.backend, executor=self.remote)
-            self._engine_tools = tools
+            self._engine_specs = specs
         return self._engine
 
     def reason(
@@ -192,15 +195,16 @@ class Runtime:
         sampling = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k,
                                   seed=self.seed, tool_bias=self.tool_bias)
         return self._reason(engine, question, sampling, max_new_tokens=max_new_tokens,
-                            on_step=on_step, on_event=on_event)
+                            on_step=on_step, on_event=on_event, tools=tools)
 
     def _reason(self, engine: Engine, question: str, sampling: SamplingParams, *,
                 max_new_tokens: int, on_step: Callable[[RunRecord], None] | None,
-                on_event: Callable[[RunEvent], None] | None) -> Result:
+                on_event: Callable[[RunEvent], None] | None,
+                tools: Sequence[Callable] = ()) -> Result:
         prompt = self.prompt(question, engine.tools.specs)
         with self._activated(engine):
             record = engine.run(prompt, sampling=sampling, on_step=on_step, on_event=on_event,
-                                max_new_tokens=max_new_tokens)
+                                max_new_tokens=max_new_tokens, tools=tools)
         return Result.of(record, question=question, model=self.loaded.name)
 
     @contextmanager
@@ -306,7 +310,8 @@ class Runtime:
             try:
                 outcome["result"] = self._reason(engine, question, sampling,
                                                  max_new_tokens=max_new_tokens,
-                                                 on_step=on_step, on_event=events.put)
+                                                 on_step=on_step, on_event=events.put,
+                                                 tools=tools)
             except BaseException as exc:  # handed to the consumer below
                 outcome["error"] = exc
             finally:

@@ -22,6 +22,7 @@ from tim.models import tiny_tokenizer
 from tim.train.families import make_example
 from tim.train.gold import GoldConfig, GoldWriter
 from tim.train.views import IGNORE, record_views
+from tim.tree import get_format
 
 TOKENIZER = tiny_tokenizer()
 
@@ -127,3 +128,29 @@ def test_views_refuse_shared_siblings():
                        siblings="shared")
     with pytest.raises(TimError, match="isolated siblings"):
         record_views(record)
+
+
+
+def test_one_engine_runs_each_question_with_its_own_tools():
+    """A question's tools are closures over its data: one engine, built with the first
+    question's, runs the second with the second's (the replayed gold text holds the second
+    question's tool results, so the first's tools would make the replay diverge)."""
+    from tim.api import Runtime
+    from tim.errors import TimError
+
+    writer = _writer(pruning="buffer:0")
+    first, second = make_example("chain", 1, 1), make_example("chain", 1, 2)
+    engine = Engine(writer.proxy.model, TOKENIZER, writer.config.engine_config("thread2"),
+                    tools=first.tools)
+    texts = {(): get_format("thread2").render(second.tree)}
+    record = engine.run(writer.prompt(second), chooser=TextReplay(texts, TOKENIZER),
+                        tools=second.tools)
+    assert record.error is None and record.tool_calls
+    with pytest.raises(TimError, match="diverged"):
+        engine.run(writer.prompt(second), chooser=TextReplay(texts, TOKENIZER))
+    with pytest.raises(ValueError, match="the engine's specs"):
+        engine.run(writer.prompt(second), chooser=TextReplay(texts, TOKENIZER),
+                   tools=make_example("records", 1, 1).tools)
+    runtime = Runtime(model=(writer.proxy.model, TOKENIZER), format="thread2")
+    assert runtime.engine(tools=first.tools) is runtime.engine(tools=second.tools)
+    assert runtime.engine(tools=first.tools) is not runtime.engine(tools=())

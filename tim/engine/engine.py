@@ -115,6 +115,20 @@ class Engine:
         self._cancelled = threading.Event()
         self._executors: list[Executor] = []  # of the calls in progress, for cancel()
 
+    def tools_for(self, tools: Sequence[Callable] | ToolRegistry | None) -> ToolRegistry:
+        """The registry a run calls: ``tools`` when given (with the engine's specs), else the
+        engine's own."""
+        if tools is None:
+            return self.tools
+        registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
+        if registry.specs != self.tools.specs:
+            ours = [s.name for s in self.tools.specs]
+            theirs = [s.name for s in registry.specs]
+            raise ValueError(f"a run's tools must have the engine's specs (the grammar is "
+                             f"built for them): the engine has {ours}, the run gave {theirs} "
+                             f"(or the same names with other descriptions or parameters)")
+        return registry
+
     def new_runner(self) -> ModelRunner:
         """A model runner over a fresh KV store sized by ``kv_budget_tokens``."""
         cfg, spec = self.config, self.spec
@@ -195,10 +209,14 @@ class Engine:
         on_step: Callable[[RunRecord], None] | None = None,
         on_event: Callable[[RunEvent], None] | None = None,
         max_new_tokens: int | None = None,
+        tools: Sequence[Callable] | ToolRegistry | None = None,
     ) -> RunRecord:
         """Decode a tree after ``prompt_ids``; always frees every page, even on error.
 
         ``max_new_tokens`` overrides the config's budget of sampled tokens for this run.
+        ``tools`` runs this call with other callables than the engine's, with the same specs
+        (names, descriptions, parameters: the grammar was built for them), e.g. a
+        question's own closures; other specs raise ``ValueError``.
 
         Positions stay below :attr:`max_position`: a prompt longer than it raises
         :class:`~tim.errors.PositionWindowError` before any forward, and a stream that would
@@ -218,7 +236,7 @@ class Engine:
                       chooser or default_chooser(executor, sampling or SamplingParams(),
                                                  self.tokenizer),
                       constrained=chooser is None, on_event=on_event, executor=executor,
-                      max_new_tokens=max_new_tokens)
+                      max_new_tokens=max_new_tokens, tools=self.tools_for(tools))
             try:
                 while not run.finished and not self._take_cancel([run.record]):
                     self._step_unless_cancelled([run], executor)

@@ -32,6 +32,7 @@ from tim.tree import EventKind, TaskPath
 
 if TYPE_CHECKING:
     from tim.engine.engine import Engine
+    from tim.tools import ToolRegistry
 
 __all__ = ["Run"]
 
@@ -43,7 +44,8 @@ class Run:
 
     def __init__(self, engine: Engine, prompt_ids: list[int], chooser: Chooser,
                  *, constrained: bool, on_event: Callable[[RunEvent], None] | None,
-                 executor: Executor, max_new_tokens: int | None = None) -> None:
+                 executor: Executor, max_new_tokens: int | None = None,
+                 tools: ToolRegistry | None = None) -> None:
         if not prompt_ids:
             raise ValueError("prompt_ids is empty: a run needs at least one prompt token")
         self.max_position = engine.max_position
@@ -75,7 +77,8 @@ class Run:
         # streams not yet joined or dropped (the record keeps every stream): per-step scans
         # stay as short as the open frontier of the tree, however many tasks have finished
         self.streams: dict[TaskPath, Stream] = {}
-        self.tools = ToolCalls(engine.tools, timeout_s=engine.tool_timeout_s, record=self.record)
+        self.tools = ToolCalls(tools or engine.tools, timeout_s=engine.tool_timeout_s,
+                               record=self.record)
         self.forks = ForkJoin(executor=executor, pruner=self.pruner, record=self.record,
                               fmt=self.fmt, max_workers=cfg.max_workers, next_seq=self._next_seq,
                               emit=self._emit)

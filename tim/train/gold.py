@@ -85,6 +85,7 @@ class GoldWriter:
         vocab = max(len(tokenizer), getattr(tokenizer, "vocab_size", 0) or 0)
         self.proxy = tiny_model("llama", vocab_size=vocab, num_layers=1, hidden_size=32,
                                 num_heads=2, num_kv_heads=1, max_position_embeddings=1 << 20)
+        self._engines: dict[tuple, Engine] = {}
 
     def prompt(self, example: Example) -> list[int]:
         """The prompt's token ids, as a :class:`tim.Runtime` with this config builds them."""
@@ -101,10 +102,15 @@ class GoldWriter:
         check_gold(example, self.config)
         rendered = get_format(example.format).render(example.tree)
         texts = {(): rendered} if isinstance(rendered, str) else rendered
-        engine = Engine(self.proxy.model, self.tokenizer,
-                        self.config.engine_config(example.format), tools=example.tools)
-        record = engine.run(self.prompt(example),
-                            chooser=TextReplay(texts, self.tokenizer))
+        specs = ToolRegistry(example.tools).specs
+        key = (example.format, specs)
+        if key not in self._engines:  # one engine per format and tool specs
+            self._engines[key] = Engine(self.proxy.model, self.tokenizer,
+                                        self.config.engine_config(example.format),
+                                        tools=example.tools)
+        record = self._engines[key].run(self.prompt(example),
+                                        chooser=TextReplay(texts, self.tokenizer),
+                                        tools=example.tools)
         if record.error is not None:
             raise TimError(f"{_name(example)}: the engine failed on its gold tree: "
                            f"{record.error}")
