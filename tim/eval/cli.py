@@ -71,6 +71,18 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--markdown", action="store_true",
                    help="print the table as Markdown instead of a terminal table")
+    p.add_argument("--families", type=_paths, default=None,
+                   help="evaluate trained models on tim train's task families instead "
+                        "(records, chain, search; held-out seeds): see docs/training.md")
+    p.add_argument("--trained", metavar="DIR", default=None,
+                   help="with --families: a tim train output folder (the tree model)")
+    p.add_argument("--flat", metavar="DIR", default=None,
+                   help="with --families: a tim train --trace flat-* folder (the baseline)")
+    p.add_argument("--family-configs", type=_paths, default=("tree",),
+                   help="with --families: tree, tree-keep, flat-truncate, flat-sliding "
+                        "(default tree)")
+    p.add_argument("--unseen-phrasing", action="store_true",
+                   help="with --families: ask in the phrasing kept out of training")
     p.add_argument("--report", metavar="JSON[,JSON...]", type=_paths,
                    help="run nothing: print the table (and --plot) of saved --json reports "
                         "(several runs of one model and budget are merged; a stopped run's "
@@ -87,6 +99,10 @@ def run_command(args: argparse.Namespace) -> int:
     from tim.eval.tasks import make_questions
     from tim.models import load_model
 
+    if args.families:
+        from tim.train.eval_cli import run_families
+
+        return run_families(args)
     if args.report:
         outcomes, meta = _merge([load_json(path) for path in args.report], args.report)
         return _report(outcomes, meta, plot=args.plot, markdown=args.markdown)

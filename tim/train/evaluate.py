@@ -19,7 +19,8 @@ from typing import Any
 
 from .families import HELD_OUT_SEEDS, HELD_OUT_TEMPLATE, make_example
 
-__all__ = ["TreeOutcome", "run_tree_question", "evaluate_trees", "load_outcomes"]
+__all__ = ["TreeOutcome", "run_tree_question", "flat_question", "evaluate", "load_outcomes",
+           "summary_rows", "markdown_table", "plot_accuracy"]
 
 
 @dataclass(frozen=True)
@@ -84,28 +85,117 @@ def load_outcomes(path: Path) -> list[dict[str, Any]]:
     return json.loads(path.read_text())["outcomes"]
 
 
-def evaluate_trees(model: Any, families: Sequence[str], sizes: Sequence[int], num: int, *,
-                   window: int, out: Path, questions: dict[int, int] | None = None,
-                   on_outcome: Callable[[TreeOutcome], None] | None = None,
-                   **kwargs: Any) -> list[dict[str, Any]]:
-    """Run ``num`` held-out questions per family and size (``questions`` overrides it per
-    size), question by question, saving after each; questions already in ``out`` are
-    skipped, so a stopped evaluation resumes."""
+def evaluate(run_one: Callable[[str, int, int], TreeOutcome], config: str,
+             families: Sequence[str], questions: dict[int, int], *, window: int, out: Path,
+             on_outcome: Callable[[TreeOutcome], None] | None = None) -> list[dict[str, Any]]:
+    """Run ``questions[size]`` held-out questions of every family at every size through
+    ``run_one(family, size, index)``, question by question (every size and family before
+    the next index), saving to ``out`` after each; outcomes of ``config`` already in ``out``
+    are skipped, so a stopped evaluation resumes, and other configurations' outcomes in
+    the same file are kept."""
     out = Path(out)
     saved = load_outcomes(out)
-    config = kwargs.get("config") or (f"tree/{kwargs.get('pruning', 'buffer:0@conclusion')}/"
-                                      f"{kwargs.get('positions', 'shift')}")
     done = {(o["config"], o["family"], o["size"], o["seed"]) for o in saved}
-    for i in range(max((questions or {}).get(s, num) for s in sizes)):
-        for size in sizes:
-            if i >= (questions or {}).get(size, num):
+    for i in range(max(questions.values())):
+        for size, num in questions.items():
+            if i >= num:
                 continue
             for family in families:
                 if (config, family, size, HELD_OUT_SEEDS.start + i) in done:
                     continue
-                outcome = run_tree_question(model, family, size, i, window=window, **kwargs)
+                outcome = run_one(family, size, i)
                 saved.append(asdict(outcome))
                 out.write_text(json.dumps({"window": window, "outcomes": saved}, indent=1))
                 if on_outcome is not None:
                     on_outcome(outcome)
     return saved
+
+def flat_question(model: Any, family: str, size: int, index: int, *, window: int, mode: str,
+                  max_new_tokens: int = 20_000, unseen_phrasing: bool = False) -> TreeOutcome:
+    """Run held-out question ``index`` through the flat baseline (``mode``: ``truncate`` or
+    ``sliding``) in ``window`` tokens; the outcome has the tree outcome's fields."""
+    from tim.tools import ToolRegistry
+
+    from .flat import decode_flat, flat_prompt
+
+    net, tokenizer = model
+    seed = HELD_OUT_SEEDS.start + index
+    example = make_example(family, size, seed, held_out=True,
+                           template=HELD_OUT_TEMPLATE if unseen_phrasing else None)
+    prompt = flat_prompt(tokenizer, example.question, ToolRegistry(example.tools).specs)
+    out = decode_flat(net, tokenizer, prompt, example.tools, mode=mode, window=window,
+                      max_new_tokens=max_new_tokens)
+    return TreeOutcome(
+        config=f"flat-{mode}", family=family, size=size, seed=seed, template=example.template,
+        expected=example.expected, answer=out.answer, correct=out.answer == example.expected,
+        error=out.failure, num_processed=out.num_processed, num_generated=out.num_generated,
+        peak_live_tokens=out.peak_live_tokens, max_position=out.max_position,
+        wall_time_s=out.wall_time_s)
+
+
+def summary_rows(outcomes: Sequence[dict[str, Any]], window: int) -> list[dict[str, Any]]:
+    """One row per configuration, family and size: accuracy with its 95% Wilson interval,
+    mean tokens processed (and over ``window``), peak live KV, max position, wall time."""
+    from tim.eval.report import wilson_interval
+
+    cells: dict[tuple, list[dict[str, Any]]] = {}
+    for o in outcomes:
+        cells.setdefault((o["family"], o["size"], o["config"]), []).append(o)
+    rows = []
+    for (family, size, config), runs in sorted(cells.items()):
+        n, k = len(runs), sum(o["correct"] for o in runs)
+        lo, hi = wilson_interval(k, n)
+        processed = sum(o["num_processed"] for o in runs) / n
+        rows.append({"family": family, "size": size, "config": config, "n": n, "correct": k,
+                     "accuracy": k / n, "ci": (lo, hi), "processed": processed,
+                     "over_window": processed / window,
+                     "peak_live": max(o["peak_live_tokens"] for o in runs),
+                     "max_position": max(o["max_position"] for o in runs),
+                     "wall_s": sum(o["wall_time_s"] for o in runs) / n})
+    return rows
+
+
+def markdown_table(outcomes: Sequence[dict[str, Any]], window: int) -> str:
+    """The summary as a Markdown table."""
+    lines = ["| family | size | config | right | accuracy (95% CI) | tokens processed | "
+             "÷ W | peak live KV | max position | s / question |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in summary_rows(outcomes, window):
+        lo, hi = r["ci"]
+        lines.append(f"| {r['family']} | {r['size']} | {r['config']} | {r['correct']}/{r['n']}"
+                     f" | {r['accuracy']:.0%} ({lo:.0%}-{hi:.0%}) | {r['processed']:,.0f} | "
+                     f"{r['over_window']:.1f} | {r['peak_live']:,} | {r['max_position']:,} | "
+                     f"{r['wall_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def plot_accuracy(outcomes: Sequence[dict[str, Any]], window: int, path: Path) -> None:
+    """Accuracy (with its interval) against tokens processed ÷ W, one panel per family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary_rows(outcomes, window)
+    families = sorted({r["family"] for r in rows})
+    fig, axes = plt.subplots(1, len(families), figsize=(4.2 * len(families), 3.4), dpi=120,
+                             squeeze=False)
+    for ax, family in zip(axes[0], families, strict=True):
+        for config in sorted({r["config"] for r in rows if r["family"] == family}):
+            pts = [r for r in rows if r["family"] == family and r["config"] == config]
+            xs = [r["over_window"] for r in pts]
+            ys = [r["accuracy"] for r in pts]
+            err = [[y - r["ci"][0] for y, r in zip(ys, pts, strict=True)],
+                   [r["ci"][1] - y for y, r in zip(ys, pts, strict=True)]]
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=config)
+        ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(family)
+        ax.set_xlabel(f"tokens processed ÷ W (W = {window})")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (95% CI)")
+    axes[0][-1].legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
