@@ -154,3 +154,23 @@ def test_one_engine_runs_each_question_with_its_own_tools():
     runtime = Runtime(model=(writer.proxy.model, TOKENIZER), format="thread2")
     assert runtime.engine(tools=first.tools) is runtime.engine(tools=second.tools)
     assert runtime.engine(tools=first.tools) is not runtime.engine(tools=())
+
+
+def test_a_gold_tree_that_breaks_the_grammar_is_named():
+    from dataclasses import replace
+
+    from tim.tree import Task, TaskTree, ToolUse
+
+    example = make_example("chain", 1, 4)
+    writer = _writer(pruning="buffer:0", max_depth=1)
+    with pytest.raises(ValueError, match=r"example chain/size 1/seed 4, task \[0, 0\] "
+                                         r"\('hop 1'\): depth 2 is past max_depth=1"):
+        writer.record(example)
+    bad = replace(example, tree=TaskTree([Task("x", "1", title="t", tooluse=ToolUse(
+        "lookup", {"key": 5}))], answer="1"))
+    with pytest.raises(ValueError, match=r"parameters \{'key': 5\} break lookup's schema"):
+        _writer().record(bad)
+    bad = replace(example, tree=TaskTree([Task("x", "1", title="t", tooluse=ToolUse(
+        "search", {}))], answer="1"))
+    with pytest.raises(ValueError, match=r"calls 'search', which the example does not offer"):
+        _writer().record(bad)
