@@ -75,6 +75,24 @@ def test_tim_train_quick_writes_adapter_card_and_plot(tmp_path):
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_rerun_reads_its_views_back_instead_of_new_gold_runs(tmp_path, monkeypatch):
+    import tim.train.recipe as recipe
+    from tim.train.cli import main_train
+
+    out = tmp_path / "quick"
+    assert main_train(["--quick", "--out", str(out)]) == 0
+    first = json.loads((out / "card.json").read_text())
+
+    def no_gold_runs(*args, **kwargs):
+        raise AssertionError("the rerun wrote the gold trees again")
+
+    monkeypatch.setattr(recipe, "build_views", no_gold_runs)
+    assert main_train(["--quick", "--out", str(out)]) == 0
+    again = json.loads((out / "card.json").read_text())
+    assert again["data"]["rows_sha256"] == first["data"]["rows_sha256"]
+    assert again["resumed_from"] == 4 and again["final_loss"] == first["final_loss"]
+
+
 def test_tim_train_names_a_bad_family(tmp_path, capsys):
     from tim.train.cli import main_train
 

@@ -3,6 +3,7 @@ the model, the loop, and what it leaves behind.
 
 ``<out>/`` after a run::
 
+    views.json         the training views (a rerun reads them instead of new gold runs)
     checkpoint.pt      the loop's last checkpoint (a rerun resumes from it)
     adapter/           LoRA: peft's adapter folder      model/  full: an HF folder
     card.json          base model, data hash, steps, tokens, final loss, wall time, machine
@@ -77,6 +78,31 @@ def build_views(tokenizer: Any, data: DataConfig, *,
     return views
 
 
+VIEWS = "views.json"
+
+
+def _cached_views(path: Path, tokenizer: Any, data: DataConfig,
+                  build: Callable[[], list[TrainingView]]) -> list[TrainingView]:
+    """The data's views, built once per output folder: a rerun (a resume) reads them back
+    instead of writing every gold tree through the engine again. A file made for other
+    data or another tokenizer is rebuilt."""
+    identity = {"data": json.loads(json.dumps(asdict(data))),
+                "tokenizer": getattr(tokenizer, "name_or_path", ""), "vocab": len(tokenizer)}
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved["identity"] == identity:
+            return [TrainingView(tuple(v[0]), tuple(v[1]), tuple(v[2]), tuple(v[3]))
+                    for v in saved["views"]]
+    views = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"identity": identity, "views": [
+        [list(v.stream), list(v.input_ids), list(v.position_ids), list(v.labels)]
+        for v in views]}))
+    tmp.replace(path)
+    return views
+
+
 def _flat_views(tokenizer: Any, example: Any, data: DataConfig) -> list[TrainingView]:
     from tim.tools import ToolRegistry
 
@@ -125,7 +151,9 @@ def run_training(model_name: str, data: DataConfig, config: TrainConfig, out_dir
             progress.update(task, completed=done, total=total)
             log.every(done, total, f"gold runs {done}/{total}")
 
-        views = build_views(loaded.tokenizer, data, on_example=example_done)
+        views = _cached_views(out_dir / VIEWS, loaded.tokenizer, data,
+                              lambda: build_views(loaded.tokenizer, data,
+                                                  on_example=example_done))
         rows = pack_views(views, data.max_len, share_prefixes=data.share_prefixes)
         view_tokens = sum(len(v) for v in views)
         row_tokens = sum(len(r) for r in rows)
