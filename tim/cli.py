@@ -52,7 +52,9 @@ def _add_run_options(p: argparse.ArgumentParser, *, model_default: str | None) -
                         "an HF id or folder, or a .gguf file")
     p.add_argument("--format", default="parallel", choices=["parallel", "thread2"],
                    help="parallel: siblings decode concurrently; thread2: TIM's inline format")
-    p.add_argument("--pruning", default="buffer:1", help="'none' or 'buffer:K' (K >= 0)")
+    p.add_argument("--pruning", default="buffer:1",
+                   help="'none', 'buffer:K' (K >= 0; a list can leave at its ']') or "
+                        "'buffer:K@conclusion' (only after its owner's conclusion)")
     p.add_argument("--positions", default="shift", choices=["shift", "reencode", "keep"],
                    help="what happens to positions after an eviction")
     p.add_argument("--max-workers", type=int, default=8, help="streams decoding at once")

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 from tim.eval.configs import EvalConfig, parse_config, parse_configs
 
 tim_configs = st.builds(EvalConfig, method=st.sampled_from(("thread2", "parallel")),
-                        pruning=st.one_of(st.just("none"),
-                                          st.integers(0, 9).map(lambda k: f"buffer:{k}")),
+                        pruning=st.one_of(st.sampled_from(("none", "buffer:inf")),
+                                          st.builds("buffer:{}{}".format, st.integers(0, 9),
+                                                    st.sampled_from(("", "@conclusion")))),
                         positions=st.sampled_from(("shift", "reencode", "keep")),
                         tools=st.booleans())
 biased_configs = st.builds(EvalConfig, method=st.sampled_from(("thread2", "parallel")),
@@ -38,10 +39,18 @@ def test_tool_biases_round_trip(config):
 @given(tim_configs)
 def test_name_round_trips(config):
     assert parse_config(config.name) == config
+    assert config.pruning in config.name.split("/")  # '@' passes through the '/' split
+
+
+def test_pruning_is_refused_by_value():
+    with pytest.raises(ValueError, match="got 'buffer:2@join'"):
+        EvalConfig("thread2", pruning="buffer:2@join")
 
 
 @pytest.mark.parametrize(("spec", "message"), [
     ("gpt", "method must be one of"), ("thread2/buffer:-1", "'buffer:-1'"),
+    ("thread2/buffer:1@close", "'buffer:1@close' is not a pruning rule"),
+    ("parallel/buffer:1@conclusion/buffer:1", "names its pruning twice"),
     ("thread2/none/buffer:1", "names its pruning twice"), ("cot/none", "cot takes no options"),
     ("thread2/shared", "only parallel siblings run concurrently"),
     ("parallel/shared/shared-noprompt", "names its siblings twice"),

@@ -3,8 +3,8 @@
 A spec is ``METHOD[/PRUNING][/POSITIONS][/SIBLINGS][/tools[/bias:B]]``:
 
 - ``cot``: plain chain of thought through HF ``generate`` (no tools);
-- ``thread2`` or ``parallel``: tim's two formats, with a pruning rule (``none`` or
-  ``buffer:K``, default ``buffer:1``), a position policy (``shift``, default, ``reencode``
+- ``thread2`` or ``parallel``: tim's two formats, with a pruning rule (``none``,
+  ``buffer:K`` or ``buffer:K@conclusion``, default ``buffer:1``), a position policy (``shift``, default, ``reencode``
   or ``keep``) and ``tools`` to offer the task's tools;
 - ``parallel`` also takes ``shared`` (siblings see each other, with the collaboration prompt)
   or ``shared-noprompt`` (the same, with the isolated instructions);
@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from tim.pruning import get_rule
+
 __all__ = ["EvalConfig", "parse_config", "parse_configs", "DEFAULT_CONFIGS", "METHODS"]
 
 METHODS = ("cot", "thread2", "parallel")
@@ -26,7 +28,6 @@ POSITIONS = ("shift", "reencode", "keep")
 SIBLINGS = ("shared", "shared-noprompt")  # spec parts; isolated is the default
 DEFAULT_CONFIGS = ("cot", "thread2/none", "thread2/buffer:1", "parallel/buffer:1",
                    "parallel/buffer:1/tools")
-_PRUNING = re.compile(r"none|buffer:\d+")
 _BIAS = re.compile(r"bias:(-?\d+(?:\.\d+)?)")
 
 
@@ -56,8 +57,9 @@ class EvalConfig:
                              "without tools")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if not _PRUNING.fullmatch(self.pruning):
-            raise ValueError(f"pruning must be 'none' or 'buffer:K', got {self.pruning!r}")
+        if not _is_rule(self.pruning):
+            raise ValueError(f"pruning must be 'none', 'buffer:K' or 'buffer:K@conclusion', "
+                             f"got {self.pruning!r}")
         if self.positions not in POSITIONS:
             raise ValueError(f"positions must be one of {POSITIONS}, got {self.positions!r}")
         if self.siblings not in ("isolated", *SIBLINGS):
@@ -91,6 +93,15 @@ class EvalConfig:
         return "/".join(parts)
 
 
+def _is_rule(part: str) -> bool:
+    """Whether ``part`` is a spec :func:`tim.pruning.get_rule` takes (``buffer:inf`` too)."""
+    try:
+        get_rule(part)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_config(spec: str) -> EvalConfig:
     """A config from its spec.
 
@@ -98,19 +109,21 @@ def parse_config(spec: str) -> EvalConfig:
     EvalConfig(method='thread2', pruning='none', positions='reencode', tools=True, siblings='isolated', tool_bias=0.0)
     >>> parse_config("parallel/tools/bias:4").name
     'parallel/buffer:1/tools/bias:4'
+    >>> parse_config("thread2/buffer:0@conclusion/reencode").name
+    'thread2/buffer:0@conclusion/reencode'
     >>> parse_config("thread2/buffer:x")
     Traceback (most recent call last):
-    ValueError: config 'thread2/buffer:x': 'buffer:x' is not a pruning rule (none, buffer:K), a position policy (shift, reencode, keep), shared, shared-noprompt, 'tools' or bias:B
+    ValueError: config 'thread2/buffer:x': 'buffer:x' is not a pruning rule (none, buffer:K, buffer:K@conclusion), a position policy (shift, reencode, keep), shared, shared-noprompt, 'tools' or bias:B
     """
     method, *rest = spec.strip().split("/")
     fields: dict[str, object] = {}
     for part in rest:
-        key = ("pruning" if _PRUNING.fullmatch(part) else "positions" if part in POSITIONS
+        key = ("pruning" if _is_rule(part) else "positions" if part in POSITIONS
                else "siblings" if part in SIBLINGS else "tools" if part == "tools"
                else "tool_bias" if _BIAS.fullmatch(part) else None)
         if key is None:
-            raise ValueError(f"config {spec!r}: {part!r} is not a pruning rule (none, buffer:K), "
-                             "a position policy (shift, reencode, keep), shared, "
+            raise ValueError(f"config {spec!r}: {part!r} is not a pruning rule (none, buffer:K, "
+                             "buffer:K@conclusion), a position policy (shift, reencode, keep), shared, "
                              "shared-noprompt, 'tools' or bias:B")
         if key in fields:
             raise ValueError(f"config {spec!r} names its {key} twice")

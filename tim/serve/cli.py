@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a tool call may take")
     engine = p.add_argument_group("decoding")
     engine.add_argument("--format", default="parallel", choices=["parallel", "thread2"])
-    engine.add_argument("--pruning", default="buffer:1", help="'none' or 'buffer:K'")
+    engine.add_argument("--pruning", default="buffer:1",
+                        help="'none', 'buffer:K' or 'buffer:K@conclusion'")
     engine.add_argument("--positions", default="shift", choices=["shift", "reencode", "keep"])
     engine.add_argument("--max-workers", type=int_at_least(1), default=8)
     engine.add_argument("--max-string-chars", type=int_at_least(1), default=160)

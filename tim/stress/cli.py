@@ -112,7 +112,8 @@ def build_parser(prog: str = "tim stress") -> argparse.ArgumentParser:
                    help="position policies, comma-separated: shift, reencode, keep "
                         "(default shift)")
     g.add_argument("--pruning", type=_rules, default=["buffer:0"], metavar="LIST",
-                   help="pruning rules, comma-separated: none, buffer:K (default buffer:0)")
+                   help="pruning rules, comma-separated: none, buffer:K, "
+                        "buffer:K@conclusion (default buffer:0)")
     g.add_argument("--compare", action="store_true",
                    help="run every position policy x every rule (none, buffer:0, buffer:1, "
                         "buffer:2) and print one table")
