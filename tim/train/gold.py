@@ -14,6 +14,8 @@ the forward passes go through a tiny random model with the tokenizer's vocabular
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,13 +110,26 @@ class GoldWriter:
             self._engines[key] = Engine(self.proxy.model, self.tokenizer,
                                         self.config.engine_config(example.format),
                                         tools=example.tools)
-        record = self._engines[key].run(self.prompt(example),
-                                        chooser=TextReplay(texts, self.tokenizer),
-                                        tools=example.tools)
+        with _one_thread():  # the proxy's ops are tiny: more threads only contend
+            record = self._engines[key].run(self.prompt(example),
+                                            chooser=TextReplay(texts, self.tokenizer),
+                                            tools=example.tools)
         if record.error is not None:
             raise TimError(f"{_name(example)}: the engine failed on its gold tree: "
                            f"{record.error}")
         return record
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _name(example: Example) -> str:
