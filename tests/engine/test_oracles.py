@@ -9,6 +9,7 @@ The page pool's integrity is checked after every step of every run (tests/engine
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -42,7 +43,9 @@ TREE = TaskTree(
 
 
 def load(arch: str, **overrides):
-    loaded = tiny_model(arch, max_position_embeddings=1024, **overrides)
+    # the engine stops at the model's window: 4096 holds the widest tree here (8 shared
+    # siblings, nested, unpruned: about 1,100 positions)
+    loaded = tiny_model(arch, max_position_embeddings=4096, **overrides)
     return loaded, eager_copy(loaded.model)
 
 
@@ -124,6 +127,11 @@ CONFIGS += [("parallel", pruning, positions, workers)
             for pruning in ("none", "buffer:0", "buffer:1")
             for positions in ("shift", "reencode", "keep")
             for workers in (1, 2, 8)]
+# the second pruning point: a list leaves only after its owner's conclusion
+CONFIGS += [(fmt, f"buffer:{k}@conclusion", positions, workers)
+            for fmt, workers in (("thread2", 1), ("parallel", 1), ("parallel", 8))
+            for k in (0, 1)
+            for positions in ("shift", "reencode")]
 
 
 @pytest.mark.slow
@@ -139,7 +147,23 @@ def test_composed_reference(qwen3, fmt, pruning, positions, max_workers):
     if fmt == "parallel":
         assert len(record.joins) == 7 and not any(j.dropped for j in record.joins)
         assert record.max_concurrency == min(max_workers, 3)
+    if pruning.endswith("@conclusion"):
+        assert_after_conclusions(record)
     check_reference(qwen3, record)
+
+
+def assert_after_conclusions(record) -> None:
+    """Under ``@conclusion`` every eviction takes effect at a task's closing ``}`` (sampled,
+    not yet fed: the conclusion's closing quote comes just before it) or, in ``parallel``,
+    at a join (the stream has fed its plan's ``]`` and nothing after it); never while a
+    conclusion is being written. Read from the streams' text (a byte is a token)."""
+    for ev in record.evictions:
+        text = record.streams[ev.stream].text
+        assert len(text) == len(record.streams[ev.stream].token_ids)
+        at_brace = text[ev.fed - 1:ev.fed + 1] == '"}'
+        at_join = (record.format == "parallel" and text[ev.fed - 1] == "]"
+                   and not re.search('"(conclusion|answer)"', text[:ev.fed]))
+        assert at_brace or at_join, (ev.stream, ev.fed, text[ev.fed - 20:ev.fed + 3])
 
 
 DEFAULT_PATH = [("parallel", "buffer:1", "shift", 8), ("thread2", "buffer:0", "shift", 1),
