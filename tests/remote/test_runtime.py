@@ -15,8 +15,10 @@ def tiny():
 
 
 def test_a_served_model_reasons_as_the_local_one(tiny):
+    # the instructions prompt (1,321 tokens) is longer than the stress model's 512 window,
+    # at which the local engine would stop; a remote one has no window unless given
     opts = dict(format="parallel", max_workers=1, pruning="buffer:0", max_depth=2,
-                max_fanout=2, max_string_chars=8)
+                max_fanout=2, max_string_chars=8, max_position=4096)
     local = tim.Runtime(model=(tiny.model, tiny.tokenizer), positions="reencode", **opts)
     want = local.reason("2 + 2?", max_new_tokens=120, temperature=0)
     with FakeServer(tiny.model) as server:
