@@ -9,6 +9,20 @@ the tracker and is planned again at the next prune::
     "subtasks": [ {...}, {...} ]          thread2: the list's inner tokens
                ^                ^
           before anchor    after anchor    (the tokens carrying '[' and ']' are kept)
+
+The rule runs (``due``) at the end of every step in which something happened that can change
+its answer:
+
+- a list completes (``close_list``) when the token carrying its ``]`` is *fed* (thread2;
+  in ``parallel``, with the feed of the forced ``, "conclusion": "`` after the join), so
+  ``buffer:k`` evicts after those tokens' K/V is written: under ``buffer:0`` the owner
+  writes its conclusion's text without the list;
+- a task finishes (``finish_task``) when the parser reads the ``}`` closing the task's
+  object, i.e. as soon as the token carrying that ``}`` is *sampled*. So under
+  ``buffer:k@conclusion`` the list leaves before that token is fed: every token of the
+  conclusion, up to its closing quote, was written with the list in view; the ``}`` token
+  was sampled with it, and its own K/V, like everything after, is computed without it;
+- a join or a dropped view (sharing may end), and a failed task (its list completes).
 """
 
 from __future__ import annotations
@@ -70,7 +84,9 @@ class Pruner:
         self._task_ids[path] = self.tracker.open_task(parent_list=parent_list)
 
     def finish_task(self, path: TaskPath) -> None:
+        """The task's ``}`` was read: under ``buffer:k@conclusion`` its list now counts."""
         self.tracker.finish_task(self._task_ids[path])
+        self.due = True
 
     def fail_task(self, path: TaskPath) -> None:
         """A task ended with an error; its open list completes with it."""
