@@ -17,13 +17,21 @@ def python_blocks(text: str) -> list[str]:
 
 
 def test_doc_has_python_blocks() -> None:
-    assert len(python_blocks(DOC.read_text(encoding="utf-8"))) >= 2
+    assert len(python_blocks(DOC.read_text(encoding="utf-8"))) >= 3
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", [0, 1, 2])
 def test_doc_python_blocks_run(index: int) -> None:
     block = python_blocks(DOC.read_text(encoding="utf-8"))[index]
     exec(compile(block, f"{DOC.name} block {index}", "exec"), {"__name__": "doc_example"})
+
+
+def test_doc_quotes_the_spec_error_exactly() -> None:
+    text = " ".join(DOC.read_text(encoding="utf-8").split())
+    quoted = re.search(r"`ValueError: (invalid pruning rule .*?)`\.", text).group(1)
+    with pytest.raises(ValueError) as info:
+        get_rule("bufer:1")
+    assert quoted == str(info.value)
 
 
 def doc_table() -> dict[str, list[tuple[set[str], set[str]]]]:
