@@ -80,8 +80,9 @@ def _runner(config: str, model: Any, args: argparse.Namespace):
                   unseen_phrasing=args.unseen_phrasing)
     if config.startswith("tree"):
         positions = "keep" if config == "tree-keep" else "shift"
+        runtimes: dict[str, Any] = {}  # one per format: questions share its engine
         return lambda f, s, i: run_tree_question(model, f, s, i, positions=positions,
-                                                 config=config, **common)
+                                                 config=config, runtimes=runtimes, **common)
     mode = config.removeprefix("flat-")
     return lambda f, s, i: flat_question(model, f, s, i, mode=mode, **common)
 

@@ -46,11 +46,13 @@ class TreeOutcome:
 def run_tree_question(model: Any, family: str, size: int, index: int, *, window: int,
                       pruning: str = "buffer:0@conclusion", positions: str = "shift",
                       max_new_tokens: int = 20_000, unseen_phrasing: bool = False,
-                      config: str | None = None) -> TreeOutcome:
+                      config: str | None = None,
+                      runtimes: dict[str, Any] | None = None) -> TreeOutcome:
     """Run held-out question ``index`` of ``family`` at ``size`` through tim.
 
     ``model`` is a ``(model, tokenizer)`` pair (:func:`tim.train.load_trained`).
-    ``unseen_phrasing`` asks in the template kept out of training.
+    ``unseen_phrasing`` asks in the template kept out of training. ``runtimes`` keeps one
+    runtime per format across calls, so questions share its engine and grammar.
     """
     from tim.api import Runtime
     from tim.prompt import PromptStyle
@@ -58,10 +60,13 @@ def run_tree_question(model: Any, family: str, size: int, index: int, *, window:
     seed = HELD_OUT_SEEDS.start + index
     example = make_example(family, size, seed, held_out=True,
                            template=HELD_OUT_TEMPLATE if unseen_phrasing else None)
-    runtime = Runtime(model=model, format=example.format, pruning=pruning, positions=positions,
-                      max_depth=12, max_fanout=4, max_position=window, seed=0,
-                      prompt_style=PromptStyle(instructions=False),
-                      kv_budget_tokens=1 << 16)
+    runtimes = {} if runtimes is None else runtimes
+    if example.format not in runtimes:
+        runtimes[example.format] = Runtime(
+            model=model, format=example.format, pruning=pruning, positions=positions,
+            max_depth=12, max_fanout=4, max_position=window, seed=0,
+            prompt_style=PromptStyle(instructions=False), kv_budget_tokens=1 << 16)
+    runtime = runtimes[example.format]
     began = time.perf_counter()
     result = runtime.reason(example.question, tools=example.tools, temperature=0,
                             max_new_tokens=max_new_tokens)

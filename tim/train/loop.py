@@ -18,6 +18,7 @@ import platform
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,7 @@ def prepare_model(model: Any, config: TrainConfig) -> Any:
 def row_loss(model: Any, batch: dict[str, torch.Tensor], dtype: str) -> tuple[torch.Tensor, int]:
     """(sum of the labels' cross-entropy, number of labels) of one batch of rows."""
     ctx = (torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16"
-           and batch["input_ids"].device.type == "cpu" else _nullcontext())
+           and batch["input_ids"].device.type == "cpu" else nullcontext())
     with ctx:
         logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
                        attention_mask=batch["attention_mask"]).logits  # (B, L, V)
@@ -167,14 +168,6 @@ def row_loss(model: Any, batch: dict[str, torch.Tensor], dtype: str) -> tuple[to
     loss = torch.nn.functional.cross_entropy(logits[keep].float(), labels[keep],
                                              reduction="sum")
     return loss, int(keep.sum())
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def train(model: Any, rows: Sequence[PackedRow], config: TrainConfig, out_dir: Path, *,
