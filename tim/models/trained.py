@@ -1,0 +1,152 @@
+"""Models trained for tim's format, shipped inside the package as LoRA adapters.
+
+A trained model is a small adapter folder in ``tim/models/trained/<name>/`` over a bundled
+base model (:mod:`tim.models.bundled`)::
+
+    adapter_config.json          r, lora_alpha, target modules (peft's layout)
+    adapter_model.safetensors    the LoRA matrices; its size and SHA-256 are recorded here
+    card.json                    how it was trained (``tim train``'s card)
+
+Loading it needs no network beyond the base model's first fetch, and no ``peft``:
+:func:`merge_lora` adds ``scale * B @ A`` into each target weight, the update peft's
+``merge_and_unload`` makes (``tests/models/test_trained.py`` checks one against the other).
+A file of the wrong size or hash is refused before anything is merged.
+
+A trained model answers the questions it was trained on, in the way it was trained to:
+:meth:`TrainedModel.runtime_options` gives the :class:`tim.Runtime` settings (pruning,
+positions, window, prompt without instructions) that its views came from.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from tim.errors import TimError
+from tim.models.parts import file_sha256
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["TRAINED_MODELS", "TrainedModel", "adapter_problem", "merge_lora"]
+
+ADAPTER_FILE = "adapter_model.safetensors"
+_SHIPPED = Path(__file__).parent / "trained"
+
+
+class TrainedModel(NamedTuple):
+    """An adapter shipped in the package, and the runtime settings it was trained under."""
+
+    name: str
+    title: str
+    base: str  # a bundled model name
+    size: int  # bytes of the adapter file
+    sha256: str  # of the adapter file
+    families: tuple[str, ...]  # the task families it was trained on (tim.train.families)
+    window: int  # the max_position it runs under
+    pruning: str
+    positions: str
+    max_depth: int
+    max_fanout: int
+
+    @property
+    def folder(self) -> Path:
+        return _SHIPPED / self.name
+
+    def card(self) -> dict[str, Any]:
+        """The training card ``tim train`` wrote for this adapter."""
+        return json.loads((self.folder / "card.json").read_text())
+
+    def runtime_options(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`tim.Runtime` that match how the model was trained."""
+        from tim.prompt import PromptStyle
+
+        return dict(pruning=self.pruning, positions=self.positions, max_position=self.window,
+                    max_depth=self.max_depth, max_fanout=self.max_fanout,
+                    prompt_style=PromptStyle(instructions=False))
+
+
+TRAINED_MODELS: dict[str, TrainedModel] = {}
+
+
+def adapter_problem(adapter_dir: Path, *, size: int | None = None,
+                    sha256: str | None = None) -> str | None:
+    """What is wrong with an adapter folder (None when it is sound): a missing file, or an
+    adapter file of the wrong size or SHA-256 (when they are given)."""
+    for name in ("adapter_config.json", ADAPTER_FILE):
+        if not (adapter_dir / name).is_file():
+            return f"{name} is missing from {adapter_dir}"
+    path = adapter_dir / ADAPTER_FILE
+    if size is not None and path.stat().st_size != size:
+        return f"{ADAPTER_FILE} is {path.stat().st_size:,} bytes, expected {size:,}"
+    if sha256 is not None and file_sha256(path) != sha256:
+        return f"{ADAPTER_FILE} is corrupt: its SHA-256 does not match the recorded one"
+    return None
+
+
+def merge_lora(model: Any, adapter_dir: Path | str) -> int:
+    """Merge a peft LoRA adapter folder into ``model``'s weights in place.
+
+    Each target linear weight ``W`` (out x in) becomes ``W + scale * B @ A`` with
+    ``scale = lora_alpha / r`` (``/ sqrt(r)`` under rsLoRA). Returns how many weights
+    changed.
+
+    Raises
+    ------
+    TimError
+        If the adapter uses what this merge does not implement (DoRA, biases, saved
+        modules, fan-in-fan-out weights), or names a module the model lacks.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    adapter_dir = Path(adapter_dir)
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    unsupported = [key for key, ok in (("use_dora", False), ("fan_in_fan_out", False))
+                   if config.get(key, ok) != ok]
+    if config.get("bias", "none") != "none":
+        unsupported.append(f"bias={config['bias']!r}")
+    if config.get("modules_to_save"):
+        unsupported.append("modules_to_save")
+    if unsupported:
+        raise TimError(f"the adapter in {adapter_dir} uses {', '.join(unsupported)}, which "
+                       "tim's merge does not implement; merge it with peft instead")
+    r = int(config["r"])
+    scale = config["lora_alpha"] / (r ** 0.5 if config.get("use_rslora") else r)
+    tensors = load_file(str(adapter_dir / ADAPTER_FILE))
+    modules = dict(model.named_modules())
+    merged = 0
+    for key in sorted(tensors):
+        if not key.endswith(".lora_A.weight"):
+            continue
+        path = key.removesuffix(".lora_A.weight").removeprefix("base_model.model.")
+        module = modules.get(path)
+        b_key = key.replace(".lora_A.", ".lora_B.")
+        if module is None or not hasattr(module, "weight") or b_key not in tensors:
+            raise TimError(f"the adapter in {adapter_dir} does not fit this model: "
+                           f"{path!r} is not one of its linear layers (a different base?)")
+        delta = tensors[b_key].float() @ tensors[key].float()
+        if delta.shape != module.weight.shape:
+            raise TimError(f"the adapter in {adapter_dir} does not fit this model: {path} is "
+                           f"{tuple(module.weight.shape)}, the adapter's update "
+                           f"{tuple(delta.shape)}")
+        with torch.no_grad():
+            module.weight.copy_((module.weight.float() + scale * delta).to(module.weight.dtype))
+        merged += 1
+    if merged == 0:
+        raise TimError(f"the adapter in {adapter_dir} holds no LoRA weights")
+    return merged
+
+
+def load_trained_model(entry: TrainedModel, *, device: torch.device, dtype: torch.dtype,
+                       quiet: bool) -> Any:
+    """The base model with ``entry``'s adapter merged in, after its size and hash check."""
+    from tim.models.loading import load_model
+
+    problem = adapter_problem(entry.folder, size=entry.size, sha256=entry.sha256)
+    if problem is not None:
+        raise TimError(f"{entry.name}: {problem}; reinstall tim to restore the file")
+    loaded = load_model(entry.base, device=device, dtype=dtype, quiet=quiet)
+    merge_lora(loaded.model, entry.folder)
+    return loaded._replace(name=entry.name)
