@@ -75,12 +75,13 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="evaluate trained models on tim train's task families instead "
                         "(records, chain, search; held-out seeds): see docs/training.md")
     p.add_argument("--trained", metavar="DIR", default=None,
-                   help="with --families: a tim train output folder (the tree model)")
+                   help="with --families: a tim train output folder, or a trained model's "
+                        "name (smollm2-135m-tree): the tree model")
     p.add_argument("--flat", metavar="DIR", default=None,
                    help="with --families: a tim train --trace flat-* folder (the baseline)")
     p.add_argument("--family-configs", type=_paths, default=("tree",),
-                   help="with --families: tree, tree-keep, flat-truncate, flat-sliding "
-                        "(default tree)")
+                   help="with --families: tree, tree-close, tree-keep, flat-truncate, "
+                        "flat-sliding (default tree)")
     p.add_argument("--unseen-phrasing", action="store_true",
                    help="with --families: ask in the phrasing kept out of training")
     p.add_argument("--report", metavar="JSON[,JSON...]", type=_paths,

@@ -1,9 +1,11 @@
 """``tim eval --families ...``: trained tree and flat models on held-out family questions.
 
 Configurations (``--family-configs``, comma-separated): ``tree`` (the trained tree model through
-tim, ``buffer:0@conclusion``, positions ``shift``), ``tree-keep`` (the same with positions
+tim, ``buffer:0@conclusion``, positions ``shift``), ``tree-close`` (the same model with its lists
+leaving at their ``]``, ``buffer:0``: the other pruning point), ``tree-keep`` (positions
 ``keep``: they grow past the window), ``flat-truncate`` and ``flat-sliding`` (the flat
-baseline). Every run is capped at ``--window`` positions.
+baseline). Every run is capped at ``--window`` positions. ``--trained`` takes a ``tim train``
+folder or the name of a trained model shipped in the package (``smollm2-135m-tree``).
 """
 
 from __future__ import annotations
@@ -26,13 +28,11 @@ from .families import FAMILIES
 
 __all__ = ["run_families", "FAMILY_CONFIGS"]
 
-FAMILY_CONFIGS = ("tree", "tree-keep", "flat-truncate", "flat-sliding")
+FAMILY_CONFIGS = ("tree", "tree-close", "tree-keep", "flat-truncate", "flat-sliding")
 
 
 def run_families(args: argparse.Namespace) -> int:
     from rich.console import Console
-
-    from .recipe import load_trained
 
     console = Console(stderr=True)
     families = tuple(args.families)
@@ -61,7 +61,7 @@ def run_families(args: argparse.Namespace) -> int:
         if folder is None:
             raise TimError(f"config {config!r} needs --{'trained' if config.startswith('tree') else 'flat'} DIR")
         with console.status(f"loading {folder} ..."):
-            model = load_trained(folder)
+            model = _load(folder)
         run_one = _runner(config, model, args)
 
         def done(o: Any, config: str = config) -> None:
@@ -75,14 +75,30 @@ def run_families(args: argparse.Namespace) -> int:
     return _report(console, load_outcomes(Path(args.json)), args)
 
 
+def _load(folder_or_name: str) -> Any:
+    """A ``(model, tokenizer)`` pair from a ``tim train`` folder or a shipped trained model."""
+    from tim.models.trained import TRAINED_MODELS
+
+    from .recipe import load_trained
+
+    if folder_or_name in TRAINED_MODELS:
+        from tim.models.loading import load_model
+
+        loaded = load_model(folder_or_name)
+        return loaded.model, loaded.tokenizer
+    return load_trained(folder_or_name)
+
+
 def _runner(config: str, model: Any, args: argparse.Namespace):
     common = dict(window=args.window, max_new_tokens=args.max_new_tokens,
                   unseen_phrasing=args.unseen_phrasing)
     if config.startswith("tree"):
         positions = "keep" if config == "tree-keep" else "shift"
+        pruning = "buffer:0" if config == "tree-close" else "buffer:0@conclusion"
         runtimes: dict[str, Any] = {}  # one per format: questions share its engine
         return lambda f, s, i: run_tree_question(model, f, s, i, positions=positions,
-                                                 config=config, runtimes=runtimes, **common)
+                                                 pruning=pruning, config=config,
+                                                 runtimes=runtimes, **common)
     mode = config.removeprefix("flat-")
     return lambda f, s, i: flat_question(model, f, s, i, mode=mode, **common)
 
