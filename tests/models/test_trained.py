@@ -11,7 +11,7 @@ import torch
 
 from tim.errors import TimError
 from tim.models import tiny_model
-from tim.models.trained import ADAPTER_FILE, adapter_problem, merge_lora
+from tim.models.trained import ADAPTER_FILE, adapter_problem, merge_lora, package_adapter
 
 peft = pytest.importorskip("peft")
 
@@ -97,3 +97,22 @@ def test_load_trained_dir_merges_without_peft(tmp_path, monkeypatch):
     (tmp_path / "adapter").mkdir()
     with pytest.raises(TimError, match="missing"):
         load_trained(tmp_path)
+
+
+def test_package_adapter_ships_no_local_path_and_records_the_hash(tmp_path):
+    from tim.models.parts import file_sha256
+
+    out = tmp_path / "run"
+    _random_adapter(tiny_model("llama").model, out / "adapter")
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(tmp_path / "some" / "cache" / "hf")
+    (out / "adapter" / "adapter_config.json").write_text(json.dumps(config))
+    (out / "card.json").write_text(json.dumps({"method": "lora", "base_model": "tiny-llama"}))
+    size, digest = package_adapter(out, tmp_path / "shipped")
+    shipped = tmp_path / "shipped"
+    assert sorted(p.name for p in shipped.iterdir()) == ["adapter_config.json", ADAPTER_FILE,
+                                                         "card.json"]
+    assert str(tmp_path) not in (shipped / "adapter_config.json").read_text()
+    assert (size, digest) == ((shipped / ADAPTER_FILE).stat().st_size,
+                              file_sha256(out / "adapter" / ADAPTER_FILE))
+    assert adapter_problem(shipped, size=size, sha256=digest) is None

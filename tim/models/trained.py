@@ -29,7 +29,7 @@ from tim.models.parts import file_sha256
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TRAINED_MODELS", "TrainedModel", "adapter_problem", "merge_lora"]
+__all__ = ["TRAINED_MODELS", "TrainedModel", "adapter_problem", "merge_lora", "package_adapter"]
 
 ADAPTER_FILE = "adapter_model.safetensors"
 _SHIPPED = Path(__file__).parent / "trained"
@@ -150,3 +150,29 @@ def load_trained_model(entry: TrainedModel, *, device: torch.device, dtype: torc
     loaded = load_model(entry.base, device=device, dtype=dtype, quiet=quiet)
     merge_lora(loaded.model, entry.folder)
     return loaded._replace(name=entry.name)
+
+
+def package_adapter(out_dir: Path | str, dest: Path | str) -> tuple[int, str]:
+    """Copy a ``tim train`` LoRA output into ``dest`` as a shipped adapter folder; returns
+    the adapter file's size and SHA-256, for its :class:`TrainedModel` entry.
+
+    Only what loading needs goes in: the adapter file, its config (with the base model's
+    local path replaced by the card's model name, so no machine's path is shipped) and the
+    card.
+    """
+    import shutil
+
+    out_dir, dest = Path(out_dir), Path(dest)
+    card = json.loads((out_dir / "card.json").read_text())
+    if card.get("method") != "lora":
+        raise TimError(f"{out_dir} holds a full fine-tune; only LoRA adapters are shipped")
+    problem = adapter_problem(out_dir / "adapter")
+    if problem is not None:
+        raise TimError(f"{out_dir}: {problem}")
+    dest.mkdir(parents=True, exist_ok=True)
+    config = json.loads((out_dir / "adapter" / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = card["base_model"]
+    (dest / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    shutil.copyfile(out_dir / "adapter" / ADAPTER_FILE, dest / ADAPTER_FILE)
+    (dest / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return (dest / ADAPTER_FILE).stat().st_size, file_sha256(dest / ADAPTER_FILE)
