@@ -70,6 +70,7 @@ def _trained_demo(entry: Any, args: argparse.Namespace) -> int:
 
     import tim.api as api
     from tim.cli import _loading_status, _progress, _show
+    from tim.train.evaluate import tokens_processed
     from tim.train.families import HELD_OUT_SEEDS, make_example
 
     console = Console(stderr=True)
@@ -94,7 +95,7 @@ def _trained_demo(entry: Any, args: argparse.Namespace) -> int:
     record = result.record
     answer = None if result.answer is None else str(result.answer).strip()
     right = answer == example.expected
-    processed = record.num_prefilled + record.num_generated
+    processed = tokens_processed(record)
     verdict = "[green]right[/]" if right else "[red]wrong[/]"
     console.print(
         f"[bold]expected[/] {example.expected}   [bold]answered[/] {answer}   {verdict}\n"

@@ -19,7 +19,7 @@ from typing import Any
 
 from .families import HELD_OUT_SEEDS, HELD_OUT_TEMPLATE, make_example
 
-__all__ = ["TreeOutcome", "run_tree_question", "flat_question", "evaluate", "load_outcomes",
+__all__ = ["TreeOutcome", "run_tree_question", "tokens_processed", "flat_question", "evaluate", "load_outcomes",
            "summary_rows", "markdown_table", "plot_accuracy"]
 
 
@@ -41,6 +41,12 @@ class TreeOutcome:
     peak_live_tokens: int
     max_position: int
     wall_time_s: float
+
+
+def tokens_processed(record: Any) -> int:
+    """Every token the run fed through the model (prompt, sampled, forced, re-encoded): the
+    engine's own count, the x axis of ``tim viz``'s live-KV plot."""
+    return record.timeline[-1].num_processed if record.timeline else 0
 
 
 def run_tree_question(model: Any, family: str, size: int, index: int, *, window: int,
@@ -77,7 +83,7 @@ def run_tree_question(model: Any, family: str, size: int, index: int, *, window:
         config=config or f"tree/{pruning}/{positions}", family=family, size=size, seed=seed,
         template=example.template, expected=example.expected, answer=answer,
         correct=answer == example.expected, error=result.error,
-        num_processed=record.num_prefilled + record.num_generated,
+        num_processed=tokens_processed(record),
         num_generated=record.num_generated, peak_live_tokens=record.peak_live_tokens,
         max_position=record.max_position, wall_time_s=round(wall, 2))
 
