@@ -3,42 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import sys
-import time
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from tim.errors import TimError
+from tim.terminal import LiveProgress, OneLineParser, loading_status, show_result
 
-__all__ = ["main", "OneLineParser"]
+__all__ = ["main"]
 
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad argument in one line and exits 2, without the usage dump.
-
-    Every ``tim`` command (``tim viz`` and ``tim stress`` too) parses with it.
-    """
-
-    def error(self, message: str) -> NoReturn:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
-def int_at_least(low: int):
-    """An argparse ``type``: an integer ``>= low``, or a one-line error quoting the value."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-
-    return parse
 
 
 def _add_run_options(p: argparse.ArgumentParser, *, model_default: str | None) -> None:
@@ -84,8 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="an open question, for a model that is not trained for tim")
     _add_run_options(demo, model_default=DEMO_MODEL)
     add_demo_options(demo)
-    # pruning: the trained model's own, or buffer:0 for an open question, so that even a
-    # small tree shows a list leaving the KV cache
+    # pruning (None): the trained model's own, or buffer:0 for an open question
     demo.set_defaults(json="tim-demo.json", max_new_tokens=1200, max_string_chars=100,
                       pruning=None)
 
@@ -142,7 +115,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     tools = [_import_callable(spec) for spec in getattr(args, "tools", [])]
-    with _loading_status(console, args.model):
+    with loading_status(console, args.model):
         runtime = api.Runtime(
             model=args.model, format=args.format, max_workers=args.max_workers,
             pruning=args.pruning, positions=args.positions, max_depth=args.max_depth,
@@ -151,11 +124,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             tool_bias=args.tool_bias,
         )
     console.print(f"[bold]question:[/] {args.question}")
-    with _progress(console, args.max_new_tokens) as on_step:
+    with LiveProgress(console, args.max_new_tokens) as on_step:
         result = runtime.reason(args.question, tools=tools, max_new_tokens=args.max_new_tokens,
                                 temperature=args.temperature, top_p=args.top_p,
                                 on_step=on_step)
-    _show(result, console)
+    show_result(result, console)
     if args.json:
         result.save(args.json)
         console.print(f"saved the run to [bold]{args.json}[/] (draw it: tim viz {args.json})")
@@ -183,10 +156,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     )
     engine = Engine(loaded.model, loaded.tokenizer, config)
     check_token_ids(rec, engine.spec.vocab_size)  # an edited file fails here, not mid-run
-    with _progress(console, rec.num_generated) as on_step:
+    with LiveProgress(console, rec.num_generated) as on_step:
         record = engine.run(rec.prompt_ids, chooser=TokenReplay.from_record(rec), on_step=on_step)
     result = Result.of(record, question=saved.question, model=loaded.name)
-    _show(result, console)
+    show_result(result, console)
     same = all(record.streams[p].text == s.text for p, s in rec.streams.items()
                if p in record.streams)
     console.print(f"streams identical to the saved run: {same}")
@@ -195,21 +168,16 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _loading_status(console: Any, model: str) -> Any:
-    """A spinner while the model loads, unless a bundled model's first use shows its own bars."""
-    from tim.models.bundled import BUNDLED_MODELS, cache_state
-
-    bundle = BUNDLED_MODELS.get(model)
-    if bundle is not None and not cache_state(bundle).ready:
-        console.print(f"preparing the bundled model {model} (first use: fetch and convert)")
-        return contextlib.nullcontext()
-    return console.status(f"loading {model} ...")
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from tim.demo import run_demo
+    from tim.demo import OPEN_QUESTION, run_trained_demo
+    from tim.models.trained import TRAINED_MODELS
 
-    return run_demo(args)
+    entry = TRAINED_MODELS.get(args.model)
+    if entry is not None:
+        return run_trained_demo(entry, args)
+    args.question = args.question or OPEN_QUESTION
+    args.pruning = args.pruning or "buffer:0"  # even a small tree shows a list leaving
+    return _cmd_run(args)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -275,40 +243,3 @@ def _import_callable(spec: str) -> Any:
     if not module_name or not attr:
         raise ValueError(f"--tools expects MODULE:FUNCTION, got {spec!r}")
     return getattr(importlib.import_module(module_name), attr)
-
-
-class _progress:
-    """A live status line fed by the engine's per-step callback."""
-
-    def __init__(self, console: Any, budget: int) -> None:
-        self.console, self.budget = console, budget
-
-    def __enter__(self):
-        self.status = self.console.status("decoding ...")
-        self.status.__enter__()
-        self.start = time.perf_counter()
-
-        def on_step(record: Any) -> None:
-            if record.num_steps % 4:
-                return
-            live = record.timeline[-1].live_tokens if record.timeline else 0
-            rate = record.num_generated / max(time.perf_counter() - self.start, 1e-9)
-            self.status.update(
-                f"step {record.num_steps}: {record.num_generated}/{self.budget} tokens, "
-                f"{rate:.1f} tok/s, {len(record.streams)} streams, live KV {live} tokens, "
-                f"{record.num_evicted} evicted"
-            )
-
-        return on_step
-
-    def __exit__(self, *exc: Any) -> None:
-        self.status.__exit__(*exc)
-
-
-def _show(result: Any, console: Any) -> None:
-    """The tree, answer and statistics, as the viewer draws them in a terminal."""
-    from tim.viz import render_terminal
-
-    render_terminal(result, console=console)
-    if result.error:
-        console.print(f"[red]run ended early:[/] {result.error}")

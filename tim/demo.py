@@ -7,8 +7,9 @@ runs it under the settings it was trained for, with the engine stopping the run 
 model's window. It prints the tree, the expected answer beside the model's own, and how
 far past its window the run went while positions and live KV stayed bounded.
 
-Any other model (``--model qwen2.5-coder-0.5b``) gets an open question instead, by
-``tim run``'s path: no model here answers such questions well (docs/evaluation.md).
+Any other model (``--model qwen2.5-coder-0.5b``) gets an open question instead (:mod:`tim.cli`
+runs it as ``tim run`` would): no model here answers such questions well
+(docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 
 from tim.errors import TimError
 
-__all__ = ["DEMO_FAMILY", "DEMO_MODEL", "DEMO_SIZE", "OPEN_QUESTION", "run_demo"]
+__all__ = ["DEMO_FAMILY", "DEMO_MODEL", "DEMO_SIZE", "OPEN_QUESTION", "add_demo_options",
+           "run_trained_demo"]
 
 DEMO_MODEL = "smollm2-135m-tree"
 DEMO_FAMILY = "records"
@@ -31,7 +33,7 @@ OPEN_QUESTION = (
 
 def add_demo_options(demo: argparse.ArgumentParser) -> None:
     """``tim demo``'s own options, beside the run options it shares with ``tim run``."""
-    from tim.cli import int_at_least
+    from tim.terminal import int_at_least
 
     demo.add_argument("--family", default=DEMO_FAMILY,
                       help=f"a trained model's task family (default {DEMO_FAMILY})")
@@ -42,17 +44,9 @@ def add_demo_options(demo: argparse.ArgumentParser) -> None:
                       help="which held-out question (0: the first held-out seed)")
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """Run the demo the parsed ``args`` describe; the exit code (0: the answer was right)."""
-    from tim.models.trained import TRAINED_MODELS
-
-    entry = TRAINED_MODELS.get(args.model)
-    if entry is None:
-        from tim.cli import _cmd_run
-
-        args.question = args.question or OPEN_QUESTION
-        args.pruning = args.pruning or "buffer:0"
-        return _cmd_run(args)
+def run_trained_demo(entry: Any, args: argparse.Namespace) -> int:
+    """Run trained model ``entry`` on the held-out question ``args`` names (``--family``,
+    ``--size``, ``--index``); the exit code (0: the answer was right)."""
     if args.question is not None:
         raise TimError(
             f"{entry.name} answers the questions of the task families it was trained on "
@@ -69,7 +63,7 @@ def _trained_demo(entry: Any, args: argparse.Namespace) -> int:
     from rich.console import Console
 
     import tim.api as api
-    from tim.cli import _loading_status, _progress, _show
+    from tim.terminal import LiveProgress, loading_status, show_result
     from tim.train.evaluate import tokens_processed
     from tim.train.families import HELD_OUT_SEEDS, make_example
 
@@ -79,7 +73,7 @@ def _trained_demo(entry: Any, args: argparse.Namespace) -> int:
     options = entry.runtime_options()
     if args.pruning:
         options["pruning"] = args.pruning
-    with _loading_status(console, entry.base):
+    with loading_status(console, entry.base):
         runtime = api.Runtime(model=entry.name, format=example.format, seed=args.seed,
                               max_workers=args.max_workers, **options)
     console.print(f"[bold]model:[/] {entry.name} ({entry.title}); window W = {entry.window} "
@@ -88,10 +82,10 @@ def _trained_demo(entry: Any, args: argparse.Namespace) -> int:
                   f"seed {seed}, format {example.format}, tools "
                   f"{', '.join(t.__name__ for t in example.tools)}):\n{example.question}")
     budget = max(args.max_new_tokens, 40 * 2 ** args.size * 8)
-    with _progress(console, budget) as on_step:
+    with LiveProgress(console, budget) as on_step:
         result = runtime.reason(example.question, tools=example.tools, temperature=0,
                                 max_new_tokens=budget, on_step=on_step)
-    _show(result, console)
+    show_result(result, console)
     record = result.record
     answer = None if result.answer is None else str(result.answer).strip()
     right = answer == example.expected

@@ -277,7 +277,7 @@ def test_bundle_sizes_in_the_docstring_table_match_the_records():
 def test_tim_run_shows_fetch_bars_not_a_spinner_on_first_use(cache, saved_tiny):
     from rich.console import Console
 
-    from tim.cli import _loading_status
+    from tim.terminal import loading_status as _loading_status
 
     console = Console(record=True, width=200)
     with _loading_status(console, "qwen2.5-coder-0.5b"):

@@ -11,7 +11,13 @@ import torch
 
 from tim.errors import TimError
 from tim.models import tiny_model
-from tim.models.trained import ADAPTER_FILE, adapter_problem, merge_lora, package_adapter
+from tim.models.trained import (
+    ADAPTER_FILE,
+    TRAINED_MODELS,
+    adapter_problem,
+    merge_lora,
+    package_adapter,
+)
 
 peft = pytest.importorskip("peft")
 
@@ -116,3 +122,34 @@ def test_package_adapter_ships_no_local_path_and_records_the_hash(tmp_path):
     assert (size, digest) == ((shipped / ADAPTER_FILE).stat().st_size,
                               file_sha256(out / "adapter" / ADAPTER_FILE))
     assert adapter_problem(shipped, size=size, sha256=digest) is None
+
+
+# SmolLM2-135M's shape (its config.json), so the shipped adapter's fit is checked offline
+SMOLLM2_SHAPE = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                     num_attention_heads=9, num_key_value_heads=3, vocab_size=49152,
+                     tie_word_embeddings=True)
+
+
+@pytest.mark.parametrize("name", sorted(TRAINED_MODELS))
+def test_shipped_adapter_is_intact_small_and_fits_its_base(name):
+    """The file in the package has its recorded size and SHA-256, ships no local path, and
+    merges into every linear layer of a model of its base's shape (random weights: no
+    download)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    entry = TRAINED_MODELS[name]
+    assert adapter_problem(entry.folder, size=entry.size, sha256=entry.sha256) is None
+    assert entry.size <= 20_000_000
+    config = json.loads((entry.folder / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == entry.base
+    card = entry.card()
+    assert card["base_model"] == entry.base and card["method"] == "lora"
+    assert tuple(card["data"]["families"]) == entry.families
+    assert card["data"]["gold"]["pruning"] == entry.pruning
+    assert card["data"]["gold"]["positions"] == entry.positions
+    assert entry.base == "smollm2-135m"
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**SMOLLM2_SHAPE))
+    q_before = model.model.layers[0].self_attn.q_proj.weight.clone()
+    assert merge_lora(model, entry.folder) == 30 * 7  # q k v o gate up down in 30 layers
+    assert not torch.equal(q_before, model.model.layers[0].self_attn.q_proj.weight)

@@ -11,9 +11,9 @@ import platform
 import time
 from typing import Any
 
-from tim.cli import int_at_least
 from tim.eval.configs import DEFAULT_CONFIGS, parse_configs
 from tim.eval.tasks import TASKS
+from tim.terminal import int_at_least
 
 __all__ = ["add_options", "run_command"]
 

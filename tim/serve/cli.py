@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tim.cli import OneLineParser, int_at_least
 from tim.errors import TimError
+from tim.terminal import OneLineParser, int_at_least
 
 __all__ = ["build_parser", "main_serve", "import_tool"]
 

@@ -7,10 +7,10 @@ import json
 import sys
 from collections.abc import Sequence
 
-from tim.cli import OneLineParser, int_at_least
 from tim.errors import TimError
 from tim.stress.run import DEFAULT_QUESTION, PRUNING_RULES
 from tim.stress.shape import TOOL_CALLS, StressShape
+from tim.terminal import OneLineParser, int_at_least
 
 __all__ = ["build_parser", "main_stress"]
 

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tim.cli import OneLineParser, int_at_least
 from tim.errors import TimError
+from tim.terminal import OneLineParser, int_at_least
 
 from .families import FAMILIES
 from .gold import GoldConfig

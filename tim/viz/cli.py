@@ -7,8 +7,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tim.cli import OneLineParser
 from tim.errors import TimError
+from tim.terminal import OneLineParser
 
 __all__ = ["main_viz", "viz_parser"]
 
