@@ -77,7 +77,7 @@ class LiveProgress:
 
 def show_result(result: Any, console: Any) -> None:
     """The tree, answer and statistics, as the viewer draws them in a terminal."""
-    from tim.viz import render_terminal
+    from tim.viz.terminal import render_terminal
 
     render_terminal(result, console=console)
     if result.error:

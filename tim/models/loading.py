@@ -25,7 +25,7 @@ from tim.models.bundled import (
     discard_broken_hf_dir,
     ensure_bundled_gguf,
 )
-from tim.models.trained import TRAINED_MODELS, load_trained_model
+from tim.models.trained import TRAINED_MODELS, TrainedModel, adapter_problem, merge_lora
 
 if TYPE_CHECKING:
     import torch
@@ -156,8 +156,8 @@ def load_model(
 
         return _load_pair(*tiny_model(text[5:])[:2], device=device, dtype=dtype)
     if text in TRAINED_MODELS:
-        return load_trained_model(TRAINED_MODELS[text], device=target, dtype=torch_dtype,
-                                  quiet=quiet)
+        return _load_trained(TRAINED_MODELS[text], device=target, dtype=torch_dtype,
+                             quiet=quiet)
     if text in BUNDLED_MODELS:
         return _load_bundled(BUNDLED_MODELS[text], device=target, dtype=torch_dtype, quiet=quiet)
     path = Path(text).expanduser()
@@ -240,6 +240,17 @@ def _load_bundled(
             )
             save_plain_copy(loaded, folder)
     return _load_hf(str(folder), device=device, dtype=dtype)._replace(name=bundle.name)
+
+
+def _load_trained(entry: TrainedModel, *, device: torch.device, dtype: torch.dtype,
+                  quiet: bool) -> LoadedModel:
+    """The bundled base with ``entry``'s adapter merged in, after its size and hash check."""
+    problem = adapter_problem(entry.folder, size=entry.size, sha256=entry.sha256)
+    if problem is not None:
+        raise TimError(f"{entry.name}: {problem}; reinstall tim to restore the file")
+    loaded = _load_bundled(BUNDLED_MODELS[entry.base], device=device, dtype=dtype, quiet=quiet)
+    merge_lora(loaded.model, entry.folder)
+    return loaded._replace(name=entry.name)
 
 
 def save_plain_copy(loaded: LoadedModel, folder: Path) -> Path:

@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from tim.errors import TimError
 from tim.models.parts import file_sha256
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = ["TRAINED_MODELS", "TrainedModel", "adapter_problem", "merge_lora", "package_adapter"]
 
@@ -137,19 +134,6 @@ def merge_lora(model: Any, adapter_dir: Path | str) -> int:
     if merged == 0:
         raise TimError(f"the adapter in {adapter_dir} holds no LoRA weights")
     return merged
-
-
-def load_trained_model(entry: TrainedModel, *, device: torch.device, dtype: torch.dtype,
-                       quiet: bool) -> Any:
-    """The base model with ``entry``'s adapter merged in, after its size and hash check."""
-    from tim.models.loading import load_model
-
-    problem = adapter_problem(entry.folder, size=entry.size, sha256=entry.sha256)
-    if problem is not None:
-        raise TimError(f"{entry.name}: {problem}; reinstall tim to restore the file")
-    loaded = load_model(entry.base, device=device, dtype=dtype, quiet=quiet)
-    merge_lora(loaded.model, entry.folder)
-    return loaded._replace(name=entry.name)
 
 
 def package_adapter(out_dir: Path | str, dest: Path | str) -> tuple[int, str]:
