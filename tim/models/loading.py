@@ -248,7 +248,7 @@ def _load_trained(entry: TrainedModel, *, device: torch.device, dtype: torch.dty
     problem = adapter_problem(entry.folder, size=entry.size, sha256=entry.sha256)
     if problem is not None:
         raise TimError(f"{entry.name}: {problem}; reinstall tim to restore the file")
-    loaded = _load_bundled(BUNDLED_MODELS[entry.base], device=device, dtype=dtype, quiet=quiet)
+    loaded = load_model(entry.base, device=device, dtype=dtype, quiet=quiet)
     merge_lora(loaded.model, entry.folder)
     return loaded._replace(name=entry.name)
 
