@@ -64,7 +64,23 @@ class TrainedModel(NamedTuple):
                     prompt_style=PromptStyle(instructions=False))
 
 
-TRAINED_MODELS: dict[str, TrainedModel] = {}
+TRAINED_MODELS: dict[str, TrainedModel] = {
+    "smollm2-135m-tree": TrainedModel(
+        name="smollm2-135m-tree",
+        title="SmolLM2-135M-Instruct + a LoRA adapter (r=16) trained by tim train for tim's "
+              "task trees",
+        base="smollm2-135m",
+        # measured on the file when it was packaged (package_adapter); checked on every load
+        size=19_593_064,
+        sha256="b83c9f861602a23d9b7498c4cfdadde721f8befe5f2c5724e652cff8b9207e36",
+        families=("records", "chain", "search"),
+        window=640,  # docs/training.md: the prompt plus the longest view at size 6
+        pruning="buffer:0@conclusion",
+        positions="shift",
+        max_depth=12,
+        max_fanout=4,
+    ),
+}
 
 
 def adapter_problem(adapter_dir: Path, *, size: int | None = None,
@@ -104,8 +120,9 @@ def merge_lora(model: Any, adapter_dir: Path | str) -> int:
                    if config.get(key, ok) != ok]
     if config.get("bias", "none") != "none":
         unsupported.append(f"bias={config['bias']!r}")
-    if config.get("modules_to_save"):
-        unsupported.append("modules_to_save")
+    for key in ("modules_to_save", "rank_pattern", "alpha_pattern"):
+        if config.get(key):
+            unsupported.append(key)
     if unsupported:
         raise TimError(f"the adapter in {adapter_dir} uses {', '.join(unsupported)}, which "
                        "tim's merge does not implement; merge it with peft instead")
