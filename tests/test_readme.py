@@ -35,3 +35,18 @@ def test_readme_python_example_runs(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Stats(" in done.stdout
     assert (tmp_path / "run.json").exists()
+
+
+def test_readme_trained_model_example_runs(tmp_path):
+    """The trained-model example, on a tiny random base (its text is noise; the code path is
+    the README's): the adapter's own settings reach the Runtime."""
+    code = blocks("python")[1].replace("model=entry.name", 'model="tiny-qwen3"')
+    code = code.replace("max_new_tokens=6000", "max_new_tokens=60")
+    assert code != blocks("python")[1]
+    check = "\nprint(rt.config.pruning, rt.config.max_position)"
+    done = subprocess.run([sys.executable, "-c", code + check],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "expected:" in done.stdout
+    assert "buffer:0@conclusion 640" in done.stdout
