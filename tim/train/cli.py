@@ -38,11 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "resumes from its checkpoint")
     p.add_argument("--model", default="smollm2-135m",
                    help="base model: a bundled name, an HF folder or id, or a .gguf file")
-    p.add_argument("--families", type=_csv(str), default=("records", "chain"),
+    # the defaults are the recipe of the shipped smollm2-135m-tree (docs/training.md)
+    p.add_argument("--families", type=_csv(str), default=("records", "chain", "search"),
                    help=f"task families, comma-separated, of {', '.join(FAMILIES)}")
-    p.add_argument("--sizes", type=_csv(int), default=(1, 2, 3, 4),
+    p.add_argument("--sizes", type=_csv(int), default=(1, 2, 3, 4, 5),
                    help="question sizes (each family's tree has 2**size leaves)")
-    p.add_argument("--per-size", type=int_at_least(1), default=40,
+    p.add_argument("--per-size", type=int_at_least(1), default=30,
                    help="training questions per family and size")
     p.add_argument("--pruning", default="buffer:0@conclusion",
                    help="the pruning rule the model will run under")
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="lora", choices=["lora", "full"])
     p.add_argument("--lora-r", type=int_at_least(1), default=16)
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
-    p.add_argument("--steps", type=int_at_least(1), default=150)
+    p.add_argument("--steps", type=int_at_least(1), default=400)
     p.add_argument("--rows-per-step", type=int_at_least(1), default=2)
     p.add_argument("--max-len", type=int_at_least(16), default=1024,
                    help="tokens per packed row")
