@@ -67,7 +67,8 @@ def expand(record, runs) -> list[int]:
 
 
 CASES = [(family, pruning) for family in ("chain", "records")
-         for pruning in ("none", "buffer:0", "buffer:1", "buffer:2")]
+         for pruning in ("none", "buffer:0", "buffer:1", "buffer:2", "buffer:0@conclusion",
+                         "buffer:1@conclusion")]
 
 
 @pytest.mark.parametrize("family,pruning", CASES)
