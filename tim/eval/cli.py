@@ -80,8 +80,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flat", metavar="DIR", default=None,
                    help="with --families: a tim train --trace flat-* folder (the baseline)")
     p.add_argument("--family-configs", type=_paths, default=("tree",),
-                   help="with --families: tree, tree-close, tree-keep, flat-truncate, "
-                        "flat-sliding (default tree)")
+                   help="with --families: tree, tree-close, tree-keep, tree-reencode, "
+                        "flat-truncate, flat-sliding (default tree)")
     p.add_argument("--unseen-phrasing", action="store_true",
                    help="with --families: ask in the phrasing kept out of training")
     p.add_argument("--report", metavar="JSON[,JSON...]", type=_paths,

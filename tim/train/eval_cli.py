@@ -3,7 +3,8 @@
 Configurations (``--family-configs``, comma-separated): ``tree`` (the trained tree model through
 tim, ``buffer:0@conclusion``, positions ``shift``), ``tree-close`` (the same model with its lists
 leaving at their ``]``, ``buffer:0``: the other pruning point), ``tree-keep`` (positions
-``keep``: they grow past the window), ``flat-truncate`` and ``flat-sliding`` (the flat
+``keep``: they grow past the window), ``tree-reencode`` (positions ``reencode``: the kept
+tokens after an eviction are computed again, exactly as the training views saw them), ``flat-truncate`` and ``flat-sliding`` (the flat
 baseline). Every run is capped at ``--window`` positions. ``--trained`` takes a ``tim train``
 folder or the name of a trained model shipped in the package (``smollm2-135m-tree``).
 """
@@ -28,7 +29,8 @@ from .families import FAMILIES
 
 __all__ = ["run_families", "FAMILY_CONFIGS"]
 
-FAMILY_CONFIGS = ("tree", "tree-close", "tree-keep", "flat-truncate", "flat-sliding")
+FAMILY_CONFIGS = ("tree", "tree-close", "tree-keep", "tree-reencode", "flat-truncate",
+                  "flat-sliding")
 
 
 def run_families(args: argparse.Namespace) -> int:
@@ -93,7 +95,7 @@ def _runner(config: str, model: Any, args: argparse.Namespace):
     common = dict(window=args.window, max_new_tokens=args.max_new_tokens,
                   unseen_phrasing=args.unseen_phrasing)
     if config.startswith("tree"):
-        positions = "keep" if config == "tree-keep" else "shift"
+        positions = {"tree-keep": "keep", "tree-reencode": "reencode"}.get(config, "shift")
         pruning = "buffer:0" if config == "tree-close" else "buffer:0@conclusion"
         runtimes: dict[str, Any] = {}  # one per format: questions share its engine
         return lambda f, s, i: run_tree_question(model, f, s, i, positions=positions,
