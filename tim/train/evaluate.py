@@ -186,27 +186,39 @@ def plot_accuracy(outcomes: Sequence[dict[str, Any]], window: int, path: Path) -
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     rows = summary_rows(outcomes, window)
     families = sorted({r["family"] for r in rows})
-    fig, axes = plt.subplots(1, len(families), figsize=(4.2 * len(families), 3.4), dpi=120,
+    configs = sorted({r["config"] for r in rows})
+    colors = {c: f"C{i}" for i, c in enumerate(configs)}  # one colour per config everywhere
+    fig, axes = plt.subplots(1, len(families), figsize=(4.2 * len(families), 3.6), dpi=120,
                              squeeze=False)
     for ax, family in zip(axes[0], families, strict=True):
-        for config in sorted({r["config"] for r in rows if r["family"] == family}):
+        for config in configs:
             pts = [r for r in rows if r["family"] == family and r["config"] == config]
+            if not pts:
+                continue
             xs = [r["over_window"] for r in pts]
             ys = [r["accuracy"] for r in pts]
             err = [[y - r["ci"][0] for y, r in zip(ys, pts, strict=True)],
                    [r["ci"][1] - y for y, r in zip(ys, pts, strict=True)]]
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=config)
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color=colors[config])
         ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
         ax.set_xscale("log")
+        spread = [r["over_window"] for r in rows if r["family"] == family]
+        ticks = [t for t in (0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32)
+                 if min(spread) / 1.5 <= t <= max(spread) * 1.5]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(family)
         ax.set_xlabel(f"tokens processed ÷ W (W = {window})")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy (95% CI)")
-    axes[0][-1].legend(frameon=False, fontsize=8)
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], color=colors[c], marker="o", label=c) for c in configs]
+    fig.legend(handles=handles, loc="lower center", ncol=len(configs), frameon=False,
+               fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path)
     plt.close(fig)
