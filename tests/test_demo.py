@@ -40,10 +40,11 @@ def fake_trained(tmp_path, monkeypatch):
 def test_demo_runs_a_held_out_question_and_saves_the_run(fake_trained, tmp_path, capsys):
     out = tmp_path / "run.json"
     code = main(["demo", "--model", "tiny-tree", "--family", "chain", "--size", "1",
-                 "--json", str(out), "--max-new-tokens", "60"])
+                 "--json", str(out), "--max-new-tokens", "60", "--positions", "reencode"])
     err = capsys.readouterr().err
     assert code == 1  # random weights: a wrong answer, said so in the exit code
     assert "held-out chain question, size 1, seed 1000000" in err
+    assert "positions reencode" in err
     assert "expected" in err and "answered" in err and "x its window of 4096" in err
     saved = json.loads(out.read_text())
     assert saved["model"] == "tiny-tree"

@@ -73,6 +73,7 @@ def _trained_demo(entry: Any, args: argparse.Namespace) -> int:
     options = entry.runtime_options()
     if args.pruning:
         options["pruning"] = args.pruning
+    options["positions"] = args.positions  # shift by default, as trained; chain needs reencode
     with loading_status(console, entry.base):
         runtime = api.Runtime(model=entry.name, format=example.format, seed=args.seed,
                               max_workers=args.max_workers, **options)
